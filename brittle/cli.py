@@ -1,0 +1,59 @@
+"""Shared command-line flags and the one-line error convention of every script.
+
+Scripts build their parser from these helpers and wrap their body with :func:`run_main`, so a bad
+input prints ``error: <reason>`` and exits with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, mismatched models, missing data): shown as one line."""
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    """A parser whose help shows the script's docstring verbatim and every default."""
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    return argparse.ArgumentParser(description=description, formatter_class=Formatter)
+
+
+def add_pair_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-a", required=True, help="reference model (the base): Hub id or local folder")
+    p.add_argument("--model-b", required=True, help="modified model (filtered or unlearned): Hub id or local folder")
+    p.add_argument("--revision-a", default=None, help="Hub revision of model A")
+    p.add_argument("--revision-b", default=None, help="Hub revision of model B")
+
+
+def add_output_args(p: argparse.ArgumentParser, default_outdir: str | None = None) -> None:
+    p.add_argument("--outdir", default=default_outdir, required=default_outdir is None,
+                   help="folder this step writes into")
+    p.add_argument("--force", action="store_true", help="recompute even if a finished result with the same parameters exists")
+
+
+def add_runtime_args(p: argparse.ArgumentParser, batch_size: int = 8) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on a capable GPU, else fp32), float32, bfloat16, float16")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="texts per forward pass")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
+
+
+def run_main(body: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser,
+             argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, run ``body(args)`` and turn :class:`UserError` into a one-line message."""
+    args = p.parse_args(None if argv is None else list(argv))
+    try:
+        return int(body(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
