@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -31,10 +32,23 @@ def add_pair_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision-b", default=None, help="Hub revision of model B")
 
 
-def add_output_args(p: argparse.ArgumentParser, default_outdir: str | None = None) -> None:
-    p.add_argument("--outdir", default=default_outdir, required=default_outdir is None,
-                   help="folder this step writes into")
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--outdir", default=None,
+                   help="folder this step writes into (default: <output-root>/<comparison or model>/<step>)")
+    p.add_argument("--output-root", default="outputs", help="root of all results")
     p.add_argument("--force", action="store_true", help="recompute even if a finished result with the same parameters exists")
+
+
+def step_dir(args: argparse.Namespace, step: str, model_a: str, model_b: str | None = None) -> Path:
+    """The step's output folder: ``--outdir`` if given, else
+    ``<output-root>/<slug_a>__vs__<slug_b>/<step>`` for a pair or ``<output-root>/<slug>/<step>``."""
+    from brittle.io import comparison_dir, model_slug
+
+    if getattr(args, "outdir", None):
+        return Path(args.outdir)
+    root = Path(getattr(args, "output_root", "outputs"))
+    base = comparison_dir(root, model_a, model_b) if model_b is not None else root / model_slug(model_a)
+    return base / step
 
 
 def add_runtime_args(p: argparse.ArgumentParser, batch_size: int = 8) -> None:
