@@ -206,3 +206,31 @@ class StepRun:
             **meta,
         })
         write_json(self.outdir / DONE_MARKER, {"params": self.params, "seconds": round(elapsed, 3)})
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file: part of a step's params when the step reads another step's output, so
+    the step recomputes after its input changed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def require_step(outdir: str | os.PathLike, files: list[str], how: str) -> Path:
+    """The folder of a finished earlier step, or a :class:`~brittle.cli.UserError` saying how to make it.
+
+    ``files``: names that must exist in it; ``how``: the command that produces it.
+    """
+    from brittle.cli import UserError
+
+    outdir = Path(outdir)
+    if not (outdir / DONE_MARKER).exists():
+        raise UserError(f"{outdir} has no finished result; run first: {how}")
+    missing = [f for f in files if not (outdir / f).exists()]
+    if missing:
+        raise UserError(f"{outdir} lacks {', '.join(missing)}; rerun: {how} --force")
+    return outdir

@@ -16,7 +16,7 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -76,12 +76,18 @@ def read_tensor(entry: TensorEntry, fh=None) -> torch.Tensor:
 class WeightPairs:
     """Iterate ``(name, W_a, W_b)`` over two checkpoints of one architecture, float32 on CPU.
 
-    ``len()`` is the number of pairs (for progress bars). ``matrices_only`` keeps 2-D tensors.
-    Raises :class:`UserError` naming the tensors when names, shapes or configs disagree.
+    ``len()`` is the number of pairs (for progress bars). ``matrices_only`` keeps 2-D tensors;
+    ``select(name, shape) -> bool`` keeps a subset (the others are never read). Raises
+    :class:`UserError` naming the tensors when names, shapes or configs disagree.
+
+    Each yielded pair is a fresh pair of tensors the caller may modify in place (e.g. turn W_b
+    into ΔW). Drop your references before asking for the next pair (``del w_a, w_b`` at the end
+    of the loop body), or two pairs are alive at once.
     """
 
     def __init__(self, model_a: str, model_b: str, revision_a: str | None = None,
-                 revision_b: str | None = None, matrices_only: bool = False):
+                 revision_b: str | None = None, matrices_only: bool = False,
+                 select: Callable[[str, tuple[int, ...]], bool] | None = None):
         self.model_a, self.model_b = str(model_a), str(model_b)
         files_a = checkpoint_files(self.model_a, revision_a)
         files_b = checkpoint_files(self.model_b, revision_b)
@@ -102,6 +108,14 @@ class WeightPairs:
                                 f"but {list(other.shape)} in {self.model_b}")
         if matrices_only:
             self.entries_a = [e for e in self.entries_a if len(e.shape) == 2]
+        if select is not None:
+            self.entries_a = [e for e in self.entries_a if select(e.name, e.shape)]
+        self.config = _read_config(files_a[0].parent)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{name: shape}`` of the pairs this iterator yields, in yield order (nothing is read)."""
+        return {e.name: e.shape for e in self.entries_a}
 
     def __len__(self) -> int:
         return len(self.entries_a)
@@ -128,6 +142,7 @@ class WeightPairs:
                 w_a = read_tensor(entry, handles[entry.path]).float()
                 w_b = read_tensor(other, handles[other.path]).float()
                 yield entry.name, w_a, w_b
+                del w_a, w_b  # so the next pair is not read while this one is still alive
         finally:
             for fh in handles.values():
                 fh.close()
@@ -142,6 +157,24 @@ def _few(names: list[str], k: int = 5) -> str:
 
 _ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size",
               "num_attention_heads", "vocab_size")
+
+
+def _read_config(root: Path) -> dict:
+    cfg = root / "config.json"
+    return json.loads(cfg.read_text()) if cfg.exists() else {}
+
+
+# Model families whose linear layers are GPT-2 ``Conv1D`` modules, stored as (in, out) instead of
+# nn.Linear's (out, in).
+_CONV1D_MODEL_TYPES = {"gpt2", "openai-gpt"}
+
+
+def stored_transposed(config: dict, name: str) -> bool:
+    """True when the 2-D tensor ``name`` is stored (in_features, out_features) (GPT-2 Conv1D):
+    transpose it to read rows as outputs. Embeddings and heads are stored as nn.Linear/Embedding."""
+    if config.get("model_type") not in _CONV1D_MODEL_TYPES:
+        return False
+    return any(part in name.split(".") for part in ("c_attn", "c_proj", "c_fc"))
 
 
 def _check_same_architecture(name_a: str, root_a: Path, name_b: str, root_b: Path) -> None:

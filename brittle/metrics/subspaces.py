@@ -1,0 +1,185 @@
+"""Singular subspaces of weight matrices: principal angles, Grassmann distances, and how a
+weight difference ΔW splits between W's column space and its numerical null space.
+
+Matrices are 2-D float32 ``torch.Tensor`` of shape ``(m, n)`` = (output features, input
+features). Orthonormal bases are float32 tensors with orthonormal *columns*: ``(m, k)`` for the
+output side (column space, left singular vectors), ``(n, k)`` for the input side (row space,
+right singular vectors).
+
+Every statistic comes with what a random subspace of the same dimensions gives, because a
+projection fraction or an angle means nothing without its chance level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
+
+from brittle.metrics.linalg import energy_rank, gram_eigenvalues
+
+
+def top_singular_subspaces(w: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(U_k, V_k)``: orthonormal bases (m, k) and (n, k) of W's top-k left and right singular
+    vectors. ARPACK (``svds``, seeded start vector) when k is small against min(m, n), else a
+    dense SVD. ``k`` is clipped to min(m, n)."""
+    m, n = w.shape
+    k = min(k, m, n)
+    if 3 * k < min(m, n) and min(m, n) > 16:
+        a = w.detach().cpu().numpy()
+        v0 = np.random.default_rng(seed).standard_normal(min(m, n)).astype(a.dtype)
+        try:
+            u, s, vt = svds(a, k=k, tol=1e-6, v0=v0, solver="arpack")
+            order = np.argsort(-s)
+            return torch.from_numpy(u[:, order].copy()), torch.from_numpy(vt[order].T.copy())
+        except (ArpackNoConvergence, ArpackError):
+            pass
+    u, _, vh = torch.linalg.svd(w, full_matrices=False)
+    return u[:, :k].contiguous(), vh[:k].T.contiguous()
+
+
+def principal_angles(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
+    """Principal angles θ_1 <= ... <= θ_k (radians, float64) between span(q1) and span(q2).
+
+    ``q1``, ``q2``: (d, k) with orthonormal columns. cos θ_i are the singular values of q1ᵀq2
+    (Björck & Golub 1973). Clipped to [0, 1] against round-off.
+    """
+    cos = torch.linalg.svdvals(q1.double().T @ q2.double()).clamp(0.0, 1.0)
+    return torch.arccos(cos).sort().values
+
+
+def geodesic_distance(theta: torch.Tensor) -> float:
+    """Geodesic (arc-length) distance on the Grassmannian: sqrt(Σ θ_i²); 0 .. sqrt(k)·π/2
+    (Edelman, Arias & Smith 1998)."""
+    return float(torch.sqrt((theta ** 2).sum()))
+
+
+def chordal_distance(theta: torch.Tensor) -> float:
+    """Chordal (projection Frobenius) distance sqrt(Σ sin² θ_i) = ‖P₁ − P₂‖_F / √2; 0 .. sqrt(k).
+    Not the geodesic distance: it saturates for large angles."""
+    return float(torch.sqrt((torch.sin(theta) ** 2).sum()))
+
+
+def mean_cos2(theta: torch.Tensor) -> float:
+    """Mean squared cosine (1/k) Σ cos² θ_i = ‖q1ᵀq2‖_F² / k: 1 for equal subspaces; a random
+    k-subspace of R^d gives k/d in expectation."""
+    return float((torch.cos(theta) ** 2).mean())
+
+
+@dataclass(frozen=True)
+class RandomSubspaceBaseline:
+    """What two independent uniformly random k-subspaces of R^d give (seeded Monte Carlo)."""
+
+    geodesic: float
+    geodesic_std: float
+    chordal: float
+    mean_cos2: float          # closed form k/d
+
+
+@lru_cache(maxsize=64)
+def random_subspace_baseline(d: int, k: int, draws: int = 20, seed: int = 0) -> RandomSubspaceBaseline:
+    """Mean geodesic and chordal distance between a fixed k-subspace of R^d and ``draws``
+    uniformly random ones (QR of Gaussian matrices, seeded). By rotation invariance the fixed
+    subspace can be the first k coordinate axes. ``mean_cos2`` is the exact expectation k/d."""
+    k = min(k, d)
+    gen = torch.Generator().manual_seed(seed)
+    geo, cho = [], []
+    for _ in range(draws):
+        q, _ = torch.linalg.qr(torch.randn(d, k, generator=gen, dtype=torch.float64))
+        cos = torch.linalg.svdvals(q[:k, :]).clamp(0.0, 1.0)   # e_1..e_k against q
+        theta = torch.arccos(cos)
+        geo.append(geodesic_distance(theta))
+        cho.append(chordal_distance(theta))
+    return RandomSubspaceBaseline(float(np.mean(geo)), float(np.std(geo)), float(np.mean(cho)), k / d)
+
+
+@lru_cache(maxsize=16)
+def gaussian_spectrum(m: int, n: int, seed: int = 0) -> torch.Tensor:
+    """σ_i² (descending, float64) of one seeded m×n standard Gaussian matrix: the spectrum of an
+    unstructured, full-rank "update" of that shape, the chance level for energy concentration.
+    One draw suffices: for large m, n the spectrum concentrates (Marchenko–Pastur)."""
+    gen = torch.Generator().manual_seed(seed)
+    return gram_eigenvalues(torch.randn(m, n, generator=gen))
+
+
+@dataclass(frozen=True)
+class EnergySubspace:
+    """W's dominant subspaces at an energy threshold: rank r (the numerical rank), bases
+    u (m, r) and v (n, r) of its top-r left/right singular vectors."""
+
+    r: int
+    u: torch.Tensor
+    v: torch.Tensor
+
+
+def energy_subspace(w: torch.Tensor, energy: float = 0.99) -> EnergySubspace:
+    """Top-r singular subspaces of W, r = the fewest directions holding ``energy`` of ‖W‖_F².
+
+    The exact null space of a trained (full-rank) matrix is {0} on its smaller side, which makes
+    every column/null split trivial; an energy criterion gives a numerical rank r < min(m, n)
+    instead. Computed from the eigendecomposition of the smaller Gram matrix (float32) and
+    W·v/σ for the other side.
+    """
+    m, n = w.shape
+    tall = m >= n
+    g = w.T @ w if tall else w @ w.T
+    ev, vec = torch.linalg.eigh(g)
+    ev, vec = ev.flip(0).double().clamp_min(0.0), vec.flip(1)
+    r = energy_rank(ev, energy)
+    if r == 0:
+        return EnergySubspace(0, w.new_zeros(m, 0), w.new_zeros(n, 0))
+    small = vec[:, :r]                                  # basis on the smaller side
+    sigma = ev[:r].sqrt().to(w.dtype)
+    other = (w @ small if tall else w.T @ small) / sigma  # the matching singular vectors
+    # Re-orthonormalise the derived side: dividing by small σ amplifies float32 round-off.
+    other, _ = torch.linalg.qr(other)
+    u, v = (other, small) if tall else (small, other)
+    return EnergySubspace(r, u.contiguous(), v.contiguous())
+
+
+def column_null_split(dw: torch.Tensor, sub: EnergySubspace) -> dict[str, float]:
+    """Energy fractions of ΔW inside W's numerical column space and null space, on both sides.
+
+    Output side: ‖UᵀΔW‖_F² / ‖ΔW‖_F² (in col(W)) and ‖(I − UUᵀ)ΔW‖_F² / ‖ΔW‖_F² (in the null
+    space of Wᵀ); input side: the same with ΔW·V (row space of W) and its complement (null(W)).
+    Each pair sums to 1. Baselines: a random direction puts r/m (output) or r/n (input) of its
+    energy into an r-dimensional subspace in expectation. NaN fractions if ΔW = 0.
+    """
+    m, n = dw.shape
+    total = float(torch.linalg.vector_norm(dw)) ** 2
+    if total <= 0.0:
+        nan = float("nan")
+        out_col = in_col = out_null = in_null = nan
+    else:
+        proj_out = sub.u.T @ dw                          # (r, n)
+        proj_in = dw @ sub.v                             # (m, r)
+        out_col = float(torch.linalg.vector_norm(proj_out)) ** 2 / total
+        in_col = float(torch.linalg.vector_norm(proj_in)) ** 2 / total
+        out_null = float(torch.linalg.vector_norm(dw - sub.u @ proj_out)) ** 2 / total
+        in_null = float(torch.linalg.vector_norm(dw - proj_in @ sub.v.T)) ** 2 / total
+    return {
+        "rank": sub.r,
+        "out_col_frac": out_col, "out_null_frac": out_null, "out_random_col_frac": sub.r / m,
+        "in_col_frac": in_col, "in_null_frac": in_null, "in_random_col_frac": sub.r / n,
+    }
+
+
+def expected_gaussian_top_k(m: int, n: int, k: int) -> float:
+    """Share of ‖G‖_F² in the top-k singular directions of one seeded Gaussian m×n matrix."""
+    ev = gaussian_spectrum(m, n)
+    return float(ev[:k].sum() / ev.sum())
+
+
+def expected_gaussian_energy_rank(m: int, n: int, energy: float = 0.99) -> int:
+    """Numerical rank at ``energy`` of one seeded Gaussian m×n matrix (chance level)."""
+    return energy_rank(gaussian_spectrum(m, n), energy)
+
+
+__all__ = [
+    "top_singular_subspaces", "principal_angles", "geodesic_distance", "chordal_distance", "mean_cos2",
+    "RandomSubspaceBaseline", "random_subspace_baseline", "gaussian_spectrum", "EnergySubspace",
+    "energy_subspace", "column_null_split", "expected_gaussian_top_k", "expected_gaussian_energy_rank",
+]

@@ -1,0 +1,177 @@
+"""Step 1's tables: per-matrix statistics of ΔW = W_b − W_a and their per-layer aggregates.
+
+``matrix_row`` turns one streamed pair into one row of ``per_matrix.csv``; ``per_layer`` groups
+those rows into ``per_layer.csv``. Column names follow the seed's CSV reference; beyond it,
+``W_cosine`` (relatedness of W_a and W_b) and ``dW_zero_frac`` (entries of ΔW that are exactly 0).
+Columns starting with ``_`` are bookkeeping for the aggregates and are not written.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brittle.metrics import linalg
+from brittle.models import classify_param
+
+ENERGY = 0.99  # empirical rank: fewest singular directions holding 99 % of ‖·‖_F²
+
+PER_MATRIX_COLUMNS = ["name", "layer", "group", "shape0", "shape1", "dW_fro", "W_fro", "dW_fro_rel",
+                      "dW_spectral", "W_spectral", "dW_spectral_rel", "dW_stable_rank", "W_stable_rank"]
+EMPIRICAL_COLUMNS = ["dW_empirical_rank", "W_empirical_rank"]
+EXTRA_COLUMNS = ["W_cosine", "dW_zero_frac"]
+
+PER_LAYER_COLUMNS = ["layer", "group", "dW_fro_layer", "W_fro_layer", "dW_fro_layer_rel", "max_dW_spectral",
+                     "max_W_spectral", "max_dW_spectral_rel", "mean_dW_stable_rank"]
+PER_LAYER_EXTRA = ["W_cosine_layer", "dW_zero_frac_layer"]
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else float("nan")
+
+
+def matrix_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, empirical_rank: bool = False,
+               tol: float = linalg.SPECTRAL_TOL) -> dict:
+    """Statistics of one matrix pair. ``w_a``, ``w_b``: (m, n) float32; **``w_b`` is overwritten
+    with ΔW** (in place, so only two matrices are ever alive). W in the ``W_*`` columns is W_a.
+
+    With ``empirical_rank`` the full spectra are computed (Gram eigenvalues) and σ₁ is read from
+    them; otherwise σ₁ comes from ARPACK to relative tolerance ``tol`` on σ₁².
+    """
+    layer, group = classify_param(name)
+    row: dict = {"name": name, "layer": layer, "group": group,
+                 "shape0": int(w_a.shape[0]), "shape1": int(w_a.shape[1])}
+    fro_a, fro_b = linalg.frobenius(w_a), linalg.frobenius(w_b)
+    dw = w_b.sub_(w_a)
+    fro_d = linalg.frobenius(dw)
+    if empirical_rank:
+        ev_a, ev_d = linalg.gram_eigenvalues(w_a), linalg.gram_eigenvalues(dw)
+        spec_a, spec_d = math.sqrt(float(ev_a[0])), math.sqrt(float(ev_d[0]))
+    else:
+        spec_a = linalg.spectral_norm(w_a, tol=tol)
+        spec_d = linalg.spectral_norm(dw, tol=tol)
+    row.update({
+        "dW_fro": fro_d, "W_fro": fro_a, "dW_fro_rel": _ratio(fro_d, fro_a),
+        "dW_spectral": spec_d, "W_spectral": spec_a, "dW_spectral_rel": _ratio(spec_d, spec_a),
+        "dW_stable_rank": linalg.stable_rank(fro_d, spec_d),
+        "W_stable_rank": linalg.stable_rank(fro_a, spec_a),
+    })
+    if empirical_rank:
+        row["dW_empirical_rank"] = linalg.energy_rank(ev_d, ENERGY)
+        row["W_empirical_rank"] = linalg.energy_rank(ev_a, ENERGY)
+    row["W_cosine"] = linalg.cosine_from_norms(fro_a, fro_b, fro_d)
+    row["dW_zero_frac"] = linalg.zero_fraction(dw)
+    row["_Wb_fro"] = fro_b
+    row["_numel"] = dw.numel()
+    return row
+
+
+def per_matrix_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of :func:`matrix_row` as a DataFrame in the documented column order (``_`` columns last)."""
+    df = pd.DataFrame(rows)
+    cols = PER_MATRIX_COLUMNS + [c for c in EMPIRICAL_COLUMNS if c in df] + EXTRA_COLUMNS
+    return df[cols + [c for c in df.columns if c.startswith("_")]]
+
+
+def public(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its bookkeeping (``_``) columns: what goes into the CSV."""
+    return df[[c for c in df.columns if not c.startswith("_")]]
+
+
+def per_layer(df: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate per (layer, group): root-sum-square Frobenius norms, max spectral norms, mean
+    stable rank (NaN ranks of zero ΔW skipped), matrix count; the cosine of the concatenated
+    weights Σ⟨W_a, W_b⟩ / sqrt(Σ‖W_a‖² Σ‖W_b‖²) and the pooled zero fraction when the
+    bookkeeping columns are present."""
+    out = []
+    for (layer, group), g in df.groupby(["layer", "group"], sort=True):
+        dw_fro = float(np.sqrt((g["dW_fro"] ** 2).sum()))
+        w_fro = float(np.sqrt((g["W_fro"] ** 2).sum()))
+        max_d, max_w = float(g["dW_spectral"].max()), float(g["W_spectral"].max())
+        rec = {"layer": int(layer), "group": group, "dW_fro_layer": dw_fro, "W_fro_layer": w_fro,
+               "dW_fro_layer_rel": _ratio(dw_fro, w_fro), "max_dW_spectral": max_d, "max_W_spectral": max_w,
+               "max_dW_spectral_rel": _ratio(max_d, max_w),
+               "mean_dW_stable_rank": _nanmean(g["dW_stable_rank"])}
+        if "dW_empirical_rank" in g:
+            rec["mean_dW_empirical_rank"] = float(g["dW_empirical_rank"].mean())
+        rec["count_mats"] = len(g)
+        if "_Wb_fro" in g:
+            dot = ((g["W_fro"] ** 2 + g["_Wb_fro"] ** 2 - g["dW_fro"] ** 2) / 2).sum()
+            rec["W_cosine_layer"] = _ratio(float(dot), w_fro * float(np.sqrt((g["_Wb_fro"] ** 2).sum())))
+            rec["dW_zero_frac_layer"] = float((g["dW_zero_frac"] * g["_numel"]).sum() / g["_numel"].sum())
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _nanmean(s: pd.Series) -> float:
+    s = s.dropna()
+    return float(s.mean()) if len(s) else float("nan")
+
+
+def relatedness_summary(df: pd.DataFrame) -> dict:
+    """Whole-model relatedness of W_a and W_b (over every matrix) and ΔW's exact-zero share.
+
+    ``cosine``: ⟨W_a, W_b⟩ / (‖W_a‖‖W_b‖) over all matrices concatenated; ``fro_rel``:
+    ‖ΔW‖/‖W_a‖ (unrelated equal-norm weights give ≈ √2); ``changed_zero_frac``: share of exact
+    zeros in ΔW over the matrices that changed at all (unchanged ones are frozen, not rounded).
+    """
+    wa2, wb2, d2 = (df["W_fro"] ** 2).sum(), (df["_Wb_fro"] ** 2).sum(), (df["dW_fro"] ** 2).sum()
+    changed = df[df["dW_fro"] > 0]
+    zeros = float((changed["dW_zero_frac"] * changed["_numel"]).sum() / changed["_numel"].sum()) \
+        if len(changed) else float("nan")
+    return {
+        "cosine": _ratio(float(wa2 + wb2 - d2) / 2, float(np.sqrt(wa2 * wb2))),
+        "fro_rel": _ratio(float(np.sqrt(d2)), float(np.sqrt(wa2))),
+        "n_matrices": int(len(df)), "n_changed": int(len(changed)),
+        "changed_zero_frac": zeros,
+    }
+
+
+def describe_relatedness(summary: dict) -> str:
+    """One-line reading of :func:`relatedness_summary` for the console and run_meta.json."""
+    cos = summary["cosine"]
+    if math.isnan(cos):
+        kind = "undefined (zero weights)"
+    elif cos > 0.9:
+        kind = "B is a modification of A: ΔW can be read as an intervention"
+    elif cos < 0.3:
+        kind = ("A and B are essentially unrelated weight sets (e.g. trained separately from scratch): "
+                "ΔW is not an edit; compare magnitudes and ranks, not directions")
+    else:
+        kind = "A and B share part of their weights: read ΔW directions with care"
+    return (f"relatedness cos(W_a, W_b) = {cos:.4f}, ||dW||/||W_a|| = {summary['fro_rel']:.4f} "
+            f"(unrelated equal-norm weights give 0 and 1.414): {kind}")
+
+
+def add_input_args(p) -> None:
+    """Flags of the steps that read step 1's CSVs: the pair (to find the default folders) or
+    the param_stats folder itself."""
+    p.add_argument("--model-a", default=None, help="reference model (locates the default folders)")
+    p.add_argument("--model-b", default=None, help="modified model (locates the default folders)")
+    p.add_argument("--param-stats", default=None,
+                   help="param_stats folder written by collect_param_stats.py "
+                        "(default: <output-root>/<slug_a>__vs__<slug_b>/param_stats)")
+
+
+def input_output_dirs(args, out_step: str):
+    """``(param_stats_dir, outdir)`` from ``--param-stats``/``--outdir`` or the model pair; the
+    default output is the sibling folder ``out_step`` of param_stats."""
+    from pathlib import Path
+
+    from brittle.cli import UserError
+    from brittle.io import comparison_dir, require_step
+
+    if args.param_stats:
+        stats = Path(args.param_stats)
+    elif args.model_a and args.model_b:
+        stats = comparison_dir(args.output_root, args.model_a, args.model_b) / "param_stats"
+    else:
+        raise UserError("give --model-a and --model-b, or --param-stats")
+    how = (f"uv run collect_param_stats.py --model-a {args.model_a} --model-b {args.model_b}"
+           if args.model_a and args.model_b else "collect_param_stats.py for this pair")
+    require_step(stats, ["per_matrix.csv", "per_layer.csv"], how)
+    outdir = Path(args.outdir) if args.outdir else stats.parent / out_step
+    return stats, outdir

@@ -1,0 +1,107 @@
+"""Step 1: how large is ΔW = W_b − W_a, where is it, and how many directions does it use?
+
+Streams every weight matrix of two checkpoints of one architecture (one pair in memory, shard by
+shard, upcast to float32 before subtracting) and writes, per matrix, the Frobenius and spectral
+norms of ΔW and W (= W_a), their ratios, stable ranks ‖·‖_F²/σ₁² and, with --empirical-rank, the
+number of singular directions holding 99 % of the energy. σ₁ comes from ARPACK (Lanczos) with a
+convergence tolerance, not a fixed number of power iterations; full spectra are only computed for
+--empirical-rank (eigenvalues of the smaller Gram matrix).
+
+Two columns go beyond the seed: W_cosine, the cosine of W_a and W_b (near 1 when B is an edit of
+A; near 0 when B was trained separately, e.g. base -> filtered, whose ΔW is then no intervention),
+and dW_zero_frac, the share of ΔW entries that are exactly 0 (16-bit checkpoints round small
+updates away; a warning is printed when it is high).
+
+Example:
+    uv run collect_param_stats.py --model-a models/tiny/tiny-base --model-b unlearned_models/tiny-base__npo
+
+Writes to <output-root>/<slug_a>__vs__<slug_b>/param_stats/ (or --outdir):
+    per_matrix.csv   one row per 2-D weight (name, layer, group, shape0, shape1, dW_fro, W_fro,
+                     dW_fro_rel, dW_spectral, W_spectral, dW_spectral_rel, dW_stable_rank,
+                     W_stable_rank, [dW_empirical_rank, W_empirical_rank], W_cosine, dW_zero_frac)
+    per_layer.csv    one row per (layer, group): dW_fro_layer, W_fro_layer, dW_fro_layer_rel,
+                     max_dW_spectral, max_W_spectral, max_dW_spectral_rel, mean_dW_stable_rank,
+                     [mean_dW_empirical_rank], count_mats, W_cosine_layer, dW_zero_frac_layer
+    run_meta.json, _DONE.json
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+from brittle import cli
+from brittle.io import StepRun, write_csv
+from brittle.metrics.linalg import SPECTRAL_TOL
+from brittle.param_stats import describe_relatedness, matrix_row, per_layer, per_matrix_frame, public, \
+    relatedness_summary
+from brittle.weights import WeightPairs
+
+# Above this share of exact zeros in the ΔW of changed matrices, ΔW is mostly 16-bit rounding.
+ZERO_WARN = 0.5
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    cli.add_pair_args(p)
+    cli.add_output_args(p)
+    p.add_argument("--empirical-rank", action="store_true",
+                   help="also compute the 99%%-energy rank of dW and W (full spectra: ~5 s per 4096x16384 matrix)")
+    p.add_argument("--spectral-tol", type=float, default=SPECTRAL_TOL,
+                   help="ARPACK relative tolerance on sigma_1^2 (sigma_1 is accurate to about half of it)")
+    return p
+
+
+def run(args) -> int:
+    outdir = cli.step_dir(args, "param_stats", args.model_a, args.model_b)
+    params = {"model_a": args.model_a, "model_b": args.model_b, "revision_a": args.revision_a,
+              "revision_b": args.revision_b, "empirical_rank": args.empirical_rank,
+              "spectral_tol": args.spectral_tol}
+    step = StepRun(outdir, params)
+    if step.should_skip(args.force):
+        return 0
+
+    pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True)
+    if len(pairs) == 0:
+        raise cli.UserError(f"{args.model_a} holds no 2-D weight matrices to compare")
+    rows = []
+    with step.timed("stream_and_stats"):
+        for name, w_a, w_b in tqdm(pairs, total=len(pairs), desc="param stats", unit="matrix"):
+            rows.append(matrix_row(name, w_a, w_b, args.empirical_rank, args.spectral_tol))
+            del w_a, w_b  # free this pair before the next one is read
+
+    df = per_matrix_frame(rows)
+    write_csv(step.path("per_matrix.csv"), public(df))
+    write_csv(step.path("per_layer.csv"), per_layer(df))
+
+    # Say how to read ΔW before anyone interprets it.
+    summary = relatedness_summary(df)
+    print(describe_relatedness(summary))
+    warnings = []
+    dtypes = sorted(set().union(*pairs.stored_dtypes))
+    if summary["changed_zero_frac"] > ZERO_WARN:
+        warnings.append(
+            f"{summary['changed_zero_frac']:.0%} of the dW entries of the {summary['n_changed']} changed "
+            f"matrices are exactly 0 (stored dtypes {dtypes}): small updates round to zero in 16-bit "
+            "storage, so dW may be mostly rounding noise")
+    if summary["n_changed"] == 0:
+        sixteen = " (16-bit storage: updates below its resolution vanish)" if {"BF16", "F16"} & set(dtypes) else ""
+        warnings.append(f"the two checkpoints hold identical weights{sixteen}")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {len(df)} matrices to {outdir}")
+    step.finish(models={"a": args.model_a, "b": args.model_b},
+                revisions={"a": args.revision_a, "b": args.revision_b},
+                stored_dtypes=[sorted(d) for d in pairs.stored_dtypes], device="cpu",
+                dtype="float32 (upcast before subtracting)", relatedness=summary,
+                relatedness_text=describe_relatedness(summary), warnings=warnings)
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
