@@ -1,0 +1,30 @@
+"""Gradient ascent with a KL retain term (``ga``).
+
+L = −NLL(forget) + α · KL(π_ref ‖ πθ) on retain text, the KL taken between next-token
+distributions of the frozen reference and the trained model on the same retain batch (TOFU's
+``KL`` method, Maini et al. 2024, arXiv:2401.06121; gradient ascent: Jang et al. 2023,
+arXiv:2210.01504).
+"""
+
+from __future__ import annotations
+
+from brittle.unlearning.losses import mean_nll, retain_kl
+from brittle.unlearning.trainer import Method
+
+REFERENCE = dict(steps=60, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
+                 alpha=1.0)
+TINY = dict(steps=60, lr=1e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0, alpha=1.0)
+
+
+class GA(Method):
+    name = "ga"
+    defaults = {"reference": REFERENCE, "tiny": TINY}
+    forget_form = "texts"
+
+    def loss(self, trainer, step):
+        f = self.forget_batch(trainer, step)
+        r = trainer.texts(step.retain)
+        nll = mean_nll(trainer.forward(f).logits, f.labels)
+        ref_logits = trainer.frozen_forward(r).logits
+        kl = retain_kl(trainer.forward(r).logits, ref_logits, r.labels)
+        return -nll + self.hp["alpha"] * kl, {"forget_nll": nll.item(), "retain_kl": kl.item()}

@@ -1,0 +1,27 @@
+"""Gradient ascent on the forget set (``ga_simple``).
+
+Maximises the forget negative log-likelihood: L = −NLL(forget). The baseline of Jang et al.
+2023 ("Knowledge Unlearning for Mitigating Privacy Risks in Language Models", arXiv:2210.01504)
+and of TOFU (Maini et al. 2024, arXiv:2401.06121, ``grad_ascent``). Unbounded below: it destroys
+the model if run long, which is why every other method adds a retain or a bounded term.
+"""
+
+from __future__ import annotations
+
+from brittle.unlearning.losses import mean_nll
+from brittle.unlearning.trainer import Method
+
+# TOFU: AdamW lr 1e-5, effective batch 32, 5 epochs of forget10 (400 QA) ≈ 60 steps, weight decay 0.01.
+REFERENCE = dict(steps=60, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01)
+TINY = dict(steps=40, lr=1e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0)
+
+
+class GASimple(Method):
+    name = "ga_simple"
+    defaults = {"reference": REFERENCE, "tiny": TINY}
+    forget_form = "texts"
+
+    def loss(self, trainer, step):
+        f = self.forget_batch(trainer, step)
+        nll = mean_nll(trainer.forward(f).logits, f.labels)
+        return -nll, {"forget_nll": nll.item()}

@@ -1,0 +1,71 @@
+"""Hyperparameters of the unlearning methods: one flat namespace shared by all methods.
+
+Each method declares which of these it uses and their defaults in two profiles: ``reference``
+(the paper / reference-code values, for the 7B-scale presets) and ``tiny`` (chosen on the tiny
+world's validation questions). ``unlearn.py`` exposes every name as a ``--flag``; a flag the
+chosen method does not use is an error, so nobody believes a setting took effect when it did not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from brittle.cli import UserError
+
+
+@dataclass(frozen=True)
+class Spec:
+    type: Callable[[str], Any]
+    help: str
+
+
+SPECS: dict[str, Spec] = {
+    "steps": Spec(int, "optimizer steps"),
+    "lr": Spec(float, "learning rate (AdamW, constant)"),
+    "batch_size": Spec(int, "forget texts per step (and as many retain texts)"),
+    "max_length": Spec(int, "tokens per text; longer texts are truncated"),
+    "max_grad_norm": Spec(float, "clip the gradient norm to this (0: no clipping)"),
+    "weight_decay": Spec(float, "AdamW weight decay"),
+    "alpha": Spec(float, "weight of the retain term (cb/cb_lat: the coefficient the schedule scales)"),
+    "gamma": Spec(float, "weight of the forget term (grad_diff)"),
+    "beta": Spec(float, "inverse temperature β of dpo / npo / simnpo"),
+    "margin": Spec(float, "SimNPO reward margin γ"),
+    "layer": Spec(int, "RMU: block whose output is steered; MLP output projections of layer-2..layer train"),
+    "steering_coeff": Spec(float, "RMU: norm c of the control vector c·u"),
+    "target_layers": Spec(str, "cb / cb_lat: comma-separated blocks whose outputs are rerouted"),
+    "remove_coef": Spec(float, "cb_lat: weight of the rerouting term"),
+    "lora_r": Spec(int, "LoRA rank (0: full fine-tuning of every parameter)"),
+    "lora_alpha": Spec(float, "LoRA scaling numerator (update = lora_alpha / r · B A)"),
+    "lora_dropout": Spec(float, "LoRA dropout"),
+    "adv_layers": Spec(str, "lat / cb_lat: comma-separated blocks the latent adversary perturbs"),
+    "epsilon": Spec(float, "lat: per-token L2 radius of the adversary's perturbation"),
+    "adv_steps": Spec(int, "lat / cb_lat: adversary optimisation steps per training step"),
+    "adv_lr": Spec(float, "lat / cb_lat: adversary learning rate"),
+    "away_threshold": Spec(float, "lat: tokens with log p below this no longer count in the away loss"),
+}
+
+
+def int_list(text: str) -> list[int]:
+    """``"3,5"`` -> ``[3, 5]``."""
+    try:
+        return [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def resolve(method: str, defaults: dict[str, dict[str, Any]], profile: str,
+            overrides: dict[str, Any]) -> dict[str, Any]:
+    """The method's hyperparameters: the profile's defaults updated with the user's overrides.
+
+    ``overrides`` holds only values the user gave (None means not given)."""
+    if profile not in defaults:
+        raise UserError(f"{method}: no {profile!r} defaults (have {', '.join(defaults)})")
+    hp = dict(defaults[profile])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unused = sorted(set(given) - set(hp))
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise UserError(f"{method} does not use {flags} (it uses: {', '.join(sorted(hp))})")
+    hp.update(given)
+    return hp

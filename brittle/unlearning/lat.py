@@ -1,0 +1,61 @@
+"""Targeted latent adversarial training for unlearning (``lat``).
+
+Each step, an adversary perturbs the residual stream after the chosen blocks with per-token
+perturbations of L2 norm ≤ ε, trained for a few Adam steps to make the forget text *more* likely
+(it lowers the forget NLL: the knowledge an attacker would try to elicit). The model is then
+updated to push the forget text away *under that perturbation* while keeping retain text likely
+without it:
+
+    δ* ≈ argmin_{‖δ_t‖ ≤ ε} NLL(forget | δ)
+    L = mean −log(1 − p(forget token | δ*)) + α · NLL(retain)
+
+(Sheshadri et al. 2024, "Latent Adversarial Training Improves Robustness to Persistent Harmful
+Behaviors in LLMs", arXiv:2407.15549; reference aengusl/latent-adversarial-training:
+``GDAdversary``, ``log_1_minus_p_loss`` as the "away" loss, SFT on retain data without the
+adversary). Full fine-tuning by default; ``--lora-r`` > 0 trains LoRA adapters instead.
+"""
+
+from __future__ import annotations
+
+from brittle.unlearning.adversary import ball_attack, residual_perturbation
+from brittle.unlearning.hparams import int_list
+from brittle.unlearning.lora import add_lora, merge_lora
+from brittle.unlearning.losses import log_one_minus_p_loss, mean_nll
+from brittle.unlearning.trainer import Method
+
+# Llama-3-8B setting of the paper (WMDP/WHP): residual stream at block 8, ε ≈ 2 (per token),
+# 16 adversary steps at lr 1e-3, model lr 2e-5, batch 16, 100 steps, log(1-p) threshold -5.
+REFERENCE = dict(steps=100, lr=2e-5, batch_size=16, max_length=512, max_grad_norm=1.0, weight_decay=0.0,
+                 alpha=1.0, adv_layers="8", epsilon=2.0, adv_steps=16, adv_lr=1e-3, away_threshold=-5.0,
+                 lora_r=0, lora_alpha=16.0, lora_dropout=0.0)
+TINY = dict(steps=60, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
+            alpha=1.0, adv_layers="0", epsilon=2.0, adv_steps=6, adv_lr=0.1, away_threshold=-5.0,
+            lora_r=0, lora_alpha=16.0, lora_dropout=0.0)
+
+
+class LAT(Method):
+    name = "lat"
+    defaults = {"reference": REFERENCE, "tiny": TINY}
+    forget_form = "texts"
+
+    def prepare(self, trainer):
+        self.adv_layers = int_list(self.hp["adv_layers"])
+        if self.hp["lora_r"] <= 0:
+            return list(trainer.model.parameters())
+        return add_lora(trainer, range(trainer.core.config.num_hidden_layers),
+                        self.hp["lora_r"], self.hp["lora_alpha"], self.hp["lora_dropout"])
+
+    def loss(self, trainer, step):
+        f = trainer.texts(step.forget)
+        r = trainer.texts(step.retain)
+        deltas, nll_clean, nll_attacked = ball_attack(trainer, f, self.adv_layers, self.hp["epsilon"],
+                                                      self.hp["adv_steps"], self.hp["adv_lr"])
+        with residual_perturbation(trainer.model, deltas):
+            away = log_one_minus_p_loss(trainer.forward(f).logits, f.labels, self.hp["away_threshold"])
+        nll_r = mean_nll(trainer.forward(r).logits, r.labels)
+        return away + self.hp["alpha"] * nll_r, {
+            "away_loss": away.item(), "retain_nll": nll_r.item(),
+            "adv_forget_nll_clean": nll_clean, "adv_forget_nll_attacked": nll_attacked}
+
+    def finalize(self, model):
+        return merge_lora(model)

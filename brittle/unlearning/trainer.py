@@ -1,0 +1,226 @@
+"""The training loop shared by every unlearning method.
+
+A method (see :class:`Method`) says which parameters train and what the loss of one step is;
+the :class:`Trainer` does the rest the same way for all of them:
+
+* float32 master weights: the model is held in float32 and, for ``compute_dtype=bfloat16``, only
+  the forward passes run under autocast, so an update below bf16 resolution is not rounded away;
+* the frozen reference (the model before unlearning) is evaluated on the *same* batch as the
+  trained model, inside :meth:`Trainer.frozen`: for LoRA the adapters are switched off, otherwise
+  the trainable tensors are swapped for copies of their initial values (memory: one copy of the
+  trainable parameters, e.g. three matrices for RMU instead of a second model);
+* seeded data order (one ``torch.Generator``), AdamW at constant learning rate, gradient clipping,
+  a per-step log of every loss term, and a loud error if the loss becomes non-finite;
+* several GPUs through ``accelerate launch`` (data parallel; each rank takes a slice of one global
+  batch), or one process over several GPUs with ``device_map`` for models that need it.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from brittle.cli import UserError
+from brittle.unlearning.data import Batch, batch_indices, encode_pairs, encode_texts
+
+
+@dataclass
+class UnlearnData:
+    """Everything a method may train on. ``forget_pairs`` are (prompt, answer) pairs."""
+
+    forget_texts: list[str]
+    retain_texts: list[str]
+    forget_pairs: list[tuple[str, str]]
+    idk: list[str]
+
+
+@dataclass
+class StepData:
+    """One step's share of the data: ``forget`` holds texts or (prompt, answer) pairs according
+    to the method's ``forget_form``; ``idk`` one refusal per forget item."""
+
+    index: int
+    total: int
+    forget: list
+    retain: list[str]
+    idk: list[str]
+
+
+class Method:
+    """Base class of an unlearning method. Subclasses set ``name``, ``defaults`` (profiles of
+    hyperparameters, see :mod:`brittle.unlearning.hparams`) and ``forget_form`` ("texts" or
+    "pairs"), and implement :meth:`loss`."""
+
+    name: str = ""
+    defaults: dict[str, dict[str, Any]] = {}
+    forget_form: str = "texts"
+
+    def __init__(self, hp: dict[str, Any]):
+        self.hp = hp
+
+    def prepare(self, trainer: "Trainer") -> list[nn.Parameter]:
+        """Set up (e.g. wrap with LoRA) and return the parameters to train. Default: all."""
+        return [p for p in trainer.model.parameters()]
+
+    def loss(self, trainer: "Trainer", step: StepData) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def forget_batch(self, trainer: "Trainer", step: StepData) -> Batch:
+        """The step's forget items tokenised: whole texts, or prompt + answer with the prompt
+        masked out of the targets."""
+        if self.forget_form == "pairs":
+            prompts, answers = zip(*step.forget)
+            return trainer.pairs(list(prompts), list(answers))
+        return trainer.texts(step.forget)
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """The model to save (LoRA methods merge their adapters here)."""
+        return model
+
+
+class Trainer:
+    """Runs ``method`` on ``model`` (float32 master weights) for ``hp["steps"]`` steps."""
+
+    def __init__(self, model: nn.Module, tokenizer, method: Method, data: UnlearnData, seed: int = 0,
+                 compute_dtype: torch.dtype = torch.float32, accelerator=None, tracker=None,
+                 progress: bool = True):
+        if compute_dtype == torch.float16:
+            raise UserError("train in float32 or bfloat16 (float16 needs loss scaling that this loop does not do)")
+        if any(p.dtype != torch.float32 for p in model.parameters()):
+            raise UserError("load the model in float32: training keeps float32 master weights")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.method = method
+        self.hp = method.hp
+        self.data = data
+        self.seed = seed
+        self.compute_dtype = compute_dtype
+        self.accelerator = accelerator
+        self.tracker = tracker
+        self.progress = progress
+        self.rank = accelerator.process_index if accelerator else 0
+        self.world = accelerator.num_processes if accelerator else 1
+        self._originals: list[tuple[nn.Parameter, torch.Tensor]] = []
+
+    # -- helpers the methods call ------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def core(self) -> nn.Module:
+        """The model without a DDP wrapper (peft wrapper kept)."""
+        return self.accelerator.unwrap_model(self.model) if self.accelerator else self.model
+
+    def texts(self, texts: list[str]) -> Batch:
+        return encode_texts(self.tokenizer, texts, self.hp["max_length"]).to(self.device)
+
+    def pairs(self, prompts: list[str], answers: list[str]) -> Batch:
+        return encode_pairs(self.tokenizer, prompts, answers, self.hp["max_length"]).to(self.device)
+
+    def autocast(self):
+        if self.compute_dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
+
+    def forward(self, batch: Batch, **kwargs):
+        """Forward pass of the model being trained (autocast when training in bf16)."""
+        with self.autocast():
+            return self.model(**batch.inputs, use_cache=False, **kwargs)
+
+    @contextmanager
+    def frozen(self) -> Iterator[nn.Module]:
+        """The model as it was before unlearning, in eval mode and without gradients."""
+        core = self.core
+        was_training = core.training
+        core.eval()
+        try:
+            with torch.no_grad():
+                if hasattr(core, "disable_adapter"):
+                    with core.disable_adapter():
+                        yield core
+                else:
+                    current = [p.data for p, _ in self._originals]
+                    for p, orig in self._originals:
+                        p.data = orig
+                    try:
+                        yield core
+                    finally:
+                        for (p, _), cur in zip(self._originals, current):
+                            p.data = cur
+        finally:
+            core.train(was_training)
+
+    def frozen_forward(self, batch: Batch, **kwargs):
+        with self.frozen() as ref, self.autocast():
+            return ref(**batch.inputs, use_cache=False, **kwargs)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> pd.DataFrame:
+        """Train; return the per-step log (one row per step: ``step``, ``loss``, each loss term,
+        ``seconds``)."""
+        hp = self.hp
+        params = self.method.prepare(self)
+        for p in self.core.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        if not hasattr(self.core, "disable_adapter"):
+            self._originals = [(p, p.detach().clone()) for p in params]
+        optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0))
+        if self.accelerator:
+            self.model, optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.model.train()
+
+        gen = torch.Generator().manual_seed(self.seed)
+        forget_items = self.data.forget_pairs if self.method.forget_form == "pairs" else self.data.forget_texts
+        forget_iter = batch_indices(len(forget_items), hp["batch_size"], gen, self.rank, self.world)
+        retain_iter = batch_indices(len(self.data.retain_texts), hp["batch_size"], gen, self.rank, self.world)
+        idk_gen = torch.Generator().manual_seed(self.seed + 1)
+
+        rows = []
+        t0 = time.time()
+        bar = tqdm(range(hp["steps"]), desc=f"unlearn {self.method.name}",
+                   disable=not self.progress or self.rank != 0)
+        for i in bar:
+            f_idx, r_idx = next(forget_iter), next(retain_iter)
+            idk = [self.data.idk[j] for j in torch.randint(len(self.data.idk), (len(f_idx),), generator=idk_gen)]
+            step = StepData(i, hp["steps"], [forget_items[j] for j in f_idx],
+                            [self.data.retain_texts[j] for j in r_idx], idk)
+            loss, parts = self.method.loss(self, step)
+            if not torch.isfinite(loss):
+                raise UserError(f"{self.method.name}: loss became {loss.item()} at step {i}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            if self.accelerator:
+                self.accelerator.backward(loss)
+            else:
+                loss.backward()
+            grad_norm = self._clip(params)
+            optimizer.step()
+            row = {"step": i, "loss": loss.item(), **parts, "grad_norm": grad_norm,
+                   "seconds": round(time.time() - t0, 3)}
+            rows.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if self.tracker is not None:
+                self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=i)
+        self._originals = []
+        return pd.DataFrame(rows)
+
+    def _clip(self, params: list[nn.Parameter]) -> float:
+        max_norm = self.hp.get("max_grad_norm", 0.0) or float("inf")
+        if self.accelerator:
+            norm = self.accelerator.clip_grad_norm_(params, max_norm)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return float(norm)
+
+    def trained_model(self) -> nn.Module:
+        """The trained model, unwrapped and finalised (LoRA merged), on its device."""
+        return self.method.finalize(self.core)
