@@ -46,10 +46,17 @@ def text_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: i
         # batch has the same size; fewer texts than a batch give one batch of all of them.
         size = min(batch_size, len(order))
         for start in range(0, len(order) - size + 1, size):
-            chunk = [texts[i] for i in order[start:start + size]]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-            yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+            yield pad_batch(tokenizer, [texts[i] for i in order[start:start + size]], max_length)
+
+
+def pad_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask``, ``labels`` (int64 [B, T]) for a list of texts, tokenised
+    as pretraining's fine-tuning mode does (EOS appended, truncated, right-padded); labels are -100
+    on padding, so a pad id equal to EOS still leaves each text's real EOS in the loss."""
+    from brittle.pretraining import pad_texts
+
+    input_ids, mask = pad_texts(tokenizer, texts, max_length)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
