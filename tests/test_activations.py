@@ -1,0 +1,172 @@
+"""Shared activation capture (brittle.activations) and steps 4-5 (norms): oracles are HF's
+output_hidden_states, full-batch numpy statistics, padding invariance and a planted one-layer change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brittle.activations import CaptureConfig, ModelSpec, ensure_captures, hidden_states, read_texts
+from brittle.stats import StreamingMoments, covariance_from_sums
+from tests.activation_fixtures import FORGET, RETAIN, make_pair, write_texts
+from tests.tiny_models import TINY_TEXTS, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from brittle.tokenizer import train_word_tokenizer
+
+    return train_word_tokenizer(TINY_TEXTS + FORGET + RETAIN)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tok):
+    tmp = tmp_path_factory.mktemp("act")
+    forget, retain = write_texts(tmp / "data")
+    pairs = {arch: make_pair(tmp, arch, tok, changed_layer=1) for arch in ("gpt_neox", "llama")}
+    return tmp, forget, retain, pairs
+
+
+def _splits(forget, retain):
+    return {"forget": read_texts(forget, None), "retain": read_texts(retain, None)}
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama", "gpt2"])
+def test_hook_capture_equals_output_hidden_states(arch):
+    model = make_tiny_model(arch)
+    ids = torch.randint(3, 128, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    hooks_before = {n: dict(m._forward_hooks) | dict(m._forward_pre_hooks) for n, m in model.named_modules()}
+    ours = hidden_states(model, ids, mask)
+    hooks_after = {n: dict(m._forward_hooks) | dict(m._forward_pre_hooks) for n, m in model.named_modules()}
+    assert hooks_after == hooks_before  # ours are removed
+    with torch.no_grad():
+        ref = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert len(ours) == len(ref) == model.config.num_hidden_layers + 1
+    for got, want in zip(ours, ref):
+        torch.testing.assert_close(got, want)
+
+
+def test_streaming_moments_equal_full_batch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(257, 6)) @ rng.normal(size=(6, 6)) + 3.0
+    acc, other = StreamingMoments(6), StreamingMoments(6)
+    for chunk in np.array_split(x[:200], 7):
+        acc.update(torch.tensor(chunk, dtype=torch.float32))
+    other.update(torch.tensor(x[200:]))
+    acc += other
+    assert acc.count == 257
+    np.testing.assert_allclose(acc.mean().numpy(), x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(acc.covariance().numpy(), np.cov(x.T), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(covariance_from_sums(acc.count, acc.sum, acc.sq, ddof=0).numpy(),
+                               np.cov(x.T, ddof=0), rtol=1e-5, atol=1e-6)
+
+
+def _reference_stats(model_dir, texts, tok):
+    """Per-text, unpadded forwards with output_hidden_states: the oracle for the cached numbers."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    l1, l2, last, tokens = [], [], [], []
+    with torch.no_grad():
+        for t in texts:
+            ids = torch.tensor([tok(t)["input_ids"]])
+            hs = torch.stack(model(ids, output_hidden_states=True).hidden_states)[:, 0]  # (L+1, T, d)
+            l1.append(hs.abs().sum(-1).sum(-1))
+            l2.append(hs.norm(dim=-1).sum(-1))
+            last.append(hs[:, -1])
+            tokens.append(hs.permute(1, 0, 2))
+    return (torch.stack(l1).double().numpy(), torch.stack(l2).double().numpy(), torch.stack(last).numpy(),
+            torch.cat(tokens).double().numpy())
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
+def test_capture_matches_unpadded_reference_and_is_padding_invariant(world, tok, arch):
+    tmp, forget, retain, pairs = world
+    a, b = pairs[arch]
+    splits = _splits(forget, retain)
+    runs = {}
+    for bs, groups in ((1, 3), (4, 2)):
+        cfg = CaptureConfig(device="cpu", batch_size=bs, moment_groups=groups)
+        runs[bs] = ensure_captures([ModelSpec(str(a)), ModelSpec(str(b))], splits, cfg,
+                                   tmp / f"cache-{arch}-{bs}", pair=True, progress=False)
+    l1, l2, last, tokens = _reference_stats(a, splits["forget"], tok)
+    for bs, caps in runs.items():
+        cap = caps.models[0]["forget"]
+        np.testing.assert_allclose(cap.norm_sums[0], l1, rtol=1e-5)
+        np.testing.assert_allclose(cap.norm_sums[1], l2, rtol=1e-5)
+        np.testing.assert_allclose(cap.last_token, last, rtol=1e-4, atol=1e-5)
+        mom = cap.moments("hidden")
+        n = mom["count"].sum()
+        assert n == tokens.shape[0] == cap.n_tokens.sum()
+        for layer in (0, tokens.shape[1] - 1):
+            cov = covariance_from_sums(n, mom["sum"][:, layer].sum(0), mom["sq"][:, layer].sum(0)).numpy()
+            np.testing.assert_allclose(cov, np.cov(tokens[:, layer].T), rtol=1e-4, atol=1e-6)
+    # Padding invariance: batch size 1 (no padding) and 4 (padding) give the same per-text numbers.
+    one, four = runs[1], runs[4]
+    for split in splits:
+        np.testing.assert_allclose(one.pair[split].dh_l2, four.pair[split].dh_l2, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(one.models[1][split].norm_sums[0], four.models[1][split].norm_sums[0], rtol=1e-5)
+        m1, m4 = one.models[0][split].moments("mlp"), four.models[0][split].moments("mlp")
+        np.testing.assert_allclose(m1["sq"].sum(0), m4["sq"].sum(0), rtol=1e-4, atol=1e-6)
+
+
+def test_cache_is_reused(world):
+    tmp, forget, retain, pairs = world
+    a, b = pairs["gpt_neox"]
+    cfg = CaptureConfig(device="cpu", batch_size=4, moment_groups=2)
+    first = ensure_captures([ModelSpec(str(a)), ModelSpec(str(b))], _splits(forget, retain), cfg,
+                            tmp / "cache-reuse", pair=True, progress=False)
+    again = ensure_captures([ModelSpec(str(a))], _splits(forget, retain), cfg, tmp / "cache-reuse", progress=False)
+    assert first.forward_tokens > 0 and again.forward_tokens == 0
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
+def test_norms_step_finds_planted_layer_change(world, arch):
+    import collect_activation_norms
+    import plot_activation_norms
+
+    tmp, forget, retain, pairs = world
+    a, b = pairs[arch]
+    common = ["--forget-file", str(forget), "--retain-file", str(retain), "--device", "cpu",
+              "--output-root", str(tmp / "out"), "--n-boot", "50"]
+    assert collect_activation_norms.main(["--model-a", str(a), "--model-b", str(b), *common]) == 0
+    stats = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-b" / "activation_stats" / "activation_stats.csv")
+    assert list(stats.columns[:8]) == ["layer", "split", "model_a_norm_L1", "model_a_norm_L2", "model_b_norm_L1",
+                                       "model_b_norm_L2", "mean_dh_L1", "mean_dh_L2"]
+    # Block 1 was changed: hidden layers 0 (embeddings) and 1 (block 0 output) are identical, every
+    # later layer differs. Layer i is the output of block i-1.
+    assert (stats.loc[stats.layer <= 1, ["mean_dh_L1", "mean_dh_L2"]] == 0).all().all()
+    assert (stats.loc[stats.layer >= 2, "mean_dh_L2"] > 1e-3).all()
+    assert ((stats.mean_dh_L2_ci_low <= stats.mean_dh_L2) & (stats.mean_dh_L2 <= stats.mean_dh_L2_ci_high)).all()
+    # Negative control: a model against itself has no difference anywhere.
+    assert collect_activation_norms.main(["--model-a", str(a), "--model-b", str(a), *common]) == 0
+    same = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "activation_stats" / "activation_stats.csv")
+    assert (same[["mean_dh_L1", "mean_dh_L2"]] == 0).all().all()
+    np.testing.assert_allclose(same.model_a_norm_L2, same.model_b_norm_L2)
+    assert plot_activation_norms.main(["--model-a", str(a), "--model-b", str(b), "--output-root", str(tmp / "out")]) == 0
+    plots = tmp / "out" / f"{arch}-a__vs__{arch}-b" / "activation_plots"
+    assert (plots / "activation_norms.png").stat().st_size > 0 and (plots / "_DONE.json").exists()
+
+
+def test_missing_texts_is_a_user_error(world, capsys):
+    import collect_activation_norms
+
+    tmp, _, retain, pairs = world
+    a, b = pairs["gpt_neox"]
+    code = collect_activation_norms.main(["--model-a", str(a), "--model-b", str(b), "--forget-file",
+                                          str(tmp / "nope.txt"), "--retain-file", str(retain),
+                                          "--output-root", str(tmp / "out")])
+    assert code == 2 and "text file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["collect_activation_norms", "plot_activation_norms"])
+def test_help(script, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(script).main(["--help"])
+    assert exc.value.code == 0 and "uv run" in capsys.readouterr().out
