@@ -159,3 +159,15 @@ def mlp_nullspace(results: pd.DataFrame, title: str = "") -> plt.Figure:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"MLP dW: column space vs null space {title}".strip())
     return fig
+
+
+def energy_share(by_layer: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Per layer: MLP share of ‖ΔW‖² (bars) against the MLP share of ‖W‖² (the baseline of a
+    change proportional to W)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(by_layer["layer"], by_layer["mlp_dW_energy_share"], color="tab:orange", label="MLP share of ||dW||^2")
+    ax.plot(by_layer["layer"], by_layer["mlp_W_energy_share"], color="black", marker="_", markersize=14,
+            linestyle="none", label="MLP share of ||W||^2 (baseline)")
+    ax.set_ylim(0, 1.05)
+    _finish(ax, f"MLP share of the change {title}".strip(), "share")
+    return fig
