@@ -13,6 +13,7 @@ becomes two matrix products (Efron & Tibshirani 1993, ch. 13, percentile interva
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -80,7 +81,8 @@ def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
 def percentile_ci(replicates: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over axis 0 of ``replicates``; NaN/inf replicates are ignored."""
     reps = np.where(np.isfinite(replicates), replicates, np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, by design
         lo = np.nanquantile(reps, alpha / 2, axis=0)
         hi = np.nanquantile(reps, 1 - alpha / 2, axis=0)
     return lo, hi
@@ -112,3 +114,22 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: 
     rng = np.random.default_rng(seed)
     reps = np.stack([np.asarray(statistic(rng.integers(0, n, n)), np.float64) for _ in range(n_boot)])
     return percentile_ci(reps, alpha)
+
+
+def pooled_covariance_eigs(count: torch.Tensor, total: torch.Tensor, sq: torch.Tensor,
+                           weights: np.ndarray | None = None, ddof: int = 1) -> np.ndarray:
+    """Eigenvalues (ascending) of the covariance pooled from per-group moments.
+
+    ``count`` (G,), ``total`` (G, d), ``sq`` (G, d, d) are one layer's group sums (float64).
+    ``weights`` (B, G) resampling counts give B bootstrap replicates, (B, d); without, (d,).
+    Replicates are solved one at a time so memory stays at one d × d matrix.
+    """
+    rows = np.ones((1, len(count))) if weights is None else np.atleast_2d(weights)
+    out = []
+    for w in rows:
+        wt = torch.as_tensor(w, dtype=torch.float64)
+        n = float(wt @ count.double())
+        cov = covariance_from_sums(n, torch.einsum("g,gd->d", wt, total), torch.einsum("g,gde->de", wt, sq), ddof)
+        out.append(torch.linalg.eigvalsh(cov).numpy())
+    eigs = np.stack(out)
+    return eigs[0] if weights is None else eigs

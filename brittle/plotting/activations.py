@@ -47,3 +47,93 @@ def activation_diffs(stats: pd.DataFrame, label_a: str, label_b: str):
                title=f"{label_b} − {label_a}")
         ax.legend(fontsize=7)
     return fig
+
+
+def probe_results(results: pd.DataFrame, label: str):
+    """Held-out probe AUC and selectivity per layer (``probe_results.csv``), with the shuffled-label control."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = results["layer"]
+    _band(axes[0], x, results, "auc", marker="o", ms=3, label="probe")
+    axes[0].plot(x, results["auc_shuffled_labels"], color="grey", linestyle=":", label="shuffled labels")
+    axes[0].axhline(0.5, color="black", lw=0.5)
+    axes[0].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="held-out AUC", ylim=(0.0, 1.05),
+                title=f"{label}: forget vs retain probe")
+    axes[0].legend(fontsize=7)
+    _band(axes[1], x, results, "selectivity", marker="o", ms=3)
+    axes[1].axhline(0.0, color="black", lw=0.5)
+    axes[1].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="accuracy − majority baseline",
+                title="selectivity")
+    return fig
+
+
+def separation(metrics: pd.DataFrame, label_a: str, label_b: str):
+    """Centroid cosine distance, probe AUC and variance ratio per layer for A and B (``separation_metrics.csv``)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, col in zip(axes, ("cosine_distance", "auc", "variance_ratio")):
+        for model, label in (("a", label_a), ("b", label_b)):
+            frame = metrics[metrics["model"] == model].sort_values("layer")
+            _band(ax, frame["layer"], frame, col, color=MODEL_COLOR[model], marker="o", ms=3, label=label)
+        ax.set(xlabel="hidden-state layer (0 = embeddings)", ylabel=col.replace("_", " "),
+               title=f"forget vs retain: {col.replace('_', ' ')}")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def covariance(metrics: pd.DataFrame, comparison: pd.DataFrame, label_a: str, label_b: str):
+    """Effective rank per layer (A/B × forget/retain) and the spectral Wasserstein distances."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for (model, split), frame in metrics.groupby(["model", "split"]):
+        frame = frame.sort_values("layer")
+        _band(axes[0], frame["layer"], frame, "effective_rank", color=MODEL_COLOR[model],
+              linestyle=SPLIT_STYLE.get(split, ":"), marker="o", ms=3,
+              label=f"{label_a if model == 'a' else label_b} / {split}")
+    axes[0].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="effective rank", title="covariance effective rank")
+    axes[0].legend(fontsize=7)
+    comparison = comparison.sort_values("layer")
+    for split in ("forget", "retain"):
+        _band(axes[1], comparison["layer"], comparison, f"wasserstein_{split}", linestyle=SPLIT_STYLE[split],
+              marker="o", ms=3, label=split)
+    axes[1].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="W₁ between eigenvalue spectra",
+                title=f"spectrum change {label_a} → {label_b}")
+    axes[1].legend(fontsize=7)
+    _band(axes[2], comparison["layer"], comparison, "selectivity_ratio", marker="o", ms=3)
+    axes[2].axhline(1.0, color="black", lw=0.5)
+    axes[2].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="W₁(forget) / W₁(retain)", title="selectivity")
+    return fig
+
+
+def row_space(results: pd.DataFrame):
+    """Energy fraction of MLP inputs on ΔW's top-k row space (forget vs retain) and selectivity."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    frame = results[results["activations_of"] == "a"]
+    for module, part in frame.groupby("module_kind"):
+        part = part.sort_values("layer")
+        for split in ("forget", "retain"):
+            _band(axes[0], part["layer"], part, f"fraction_{split}", linestyle=SPLIT_STYLE[split], marker="o",
+                  ms=3, label=f"{module} / {split}")
+        _band(axes[1], part["layer"], part, "selectivity_ratio", marker="o", ms=3, label=module)
+    for layer_baseline in frame["random_baseline"].unique()[:1]:
+        axes[0].axhline(layer_baseline, color="grey", linestyle=":", label="random k/d")
+    axes[0].set(xlabel="layer", ylabel="fraction of input energy on top-k row space of ΔW",
+                title="row-space projection (model A activations)")
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(1.0, color="black", lw=0.5)
+    axes[1].set(xlabel="layer", ylabel="fraction(forget) / fraction(retain)", title="selectivity")
+    axes[1].legend(fontsize=7)
+    return fig
+
+
+def lipschitz(summary: pd.DataFrame, label_a: str, label_b: str):
+    """Per-split bars of each sensitivity metric for A and B with 95 % CIs (``lipschitz_summary.csv``)."""
+    metrics = ("lipschitz", "grad_norm", "output_variance")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, metric in zip(axes, metrics):
+        for j, (model, label) in enumerate((("a", label_a), ("b", label_b))):
+            frame = summary[summary["model"] == model].set_index("split").reindex(["forget", "retain"])
+            x = [i + 0.4 * j for i in range(len(frame))]
+            err = [frame[metric] - frame[f"{metric}_ci_low"], frame[f"{metric}_ci_high"] - frame[metric]]
+            ax.bar(x, frame[metric], width=0.4, yerr=err, color=MODEL_COLOR[model], label=label, capsize=3)
+        ax.set_xticks([0.2, 1.2], ["forget", "retain"])
+        ax.set(ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
+        ax.legend(fontsize=7)
+    return fig

@@ -1,0 +1,55 @@
+"""Shape of an eigenvalue spectrum and distance between two spectra.
+
+``eigs`` are the eigenvalues of a covariance matrix (d,), any order; tiny negative values from
+rounding are clipped to 0. The normalised spectrum is p_i = λ_i / Σ_j λ_j.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _normalised(eigs: np.ndarray) -> np.ndarray:
+    lam = np.clip(np.asarray(eigs, np.float64), 0.0, None)
+    return lam / lam.sum(-1, keepdims=True)
+
+
+def spectral_entropy(eigs: np.ndarray) -> np.ndarray:
+    """Shannon entropy H(p) = −Σ p_i ln p_i of the normalised spectrum, in nats (0 .. ln d)."""
+    p = _normalised(eigs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(-1)
+
+
+def effective_rank(eigs: np.ndarray) -> np.ndarray:
+    """exp(H(p)) (Roy & Vetterli 2007, "The effective rank"): 1 for a rank-1 covariance, d for an
+    isotropic one; the number of equally strong directions with the same entropy."""
+    return np.exp(spectral_entropy(eigs))
+
+
+def spectrum_wasserstein(eigs_a: np.ndarray, eigs_b: np.ndarray) -> np.ndarray:
+    """1-Wasserstein distance between the empirical distributions of the two sets of eigenvalues.
+
+    Each spectrum is read as a distribution on the real line with mass 1/d at each of its d
+    eigenvalues (variance per principal direction, in the activations' squared units). For two
+    equal-size samples W₁ is the mean absolute difference of the sorted values (Villani 2009,
+    ch. 2), which is what ``scipy.stats.wasserstein_distance`` computes. Works on (..., d).
+    """
+    a = np.sort(np.asarray(eigs_a, np.float64), axis=-1)
+    b = np.sort(np.asarray(eigs_b, np.float64), axis=-1)
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError("spectra of different length")
+    return np.abs(a - b).mean(-1)
+
+
+def subspace_energy_fraction(second_moment: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Fraction of activation energy inside span(basis): tr(Vᵀ M V) / tr(M).
+
+    ``second_moment`` M (..., d, d) is the uncentred Σ x xᵀ of the activations; ``basis`` V (d, k)
+    has orthonormal columns. For a uniformly random k-dimensional subspace the expected fraction
+    is exactly k/d, whatever M (E[V Vᵀ] = (k/d) I), which is the baseline to compare with.
+    """
+    m = np.asarray(second_moment, np.float64)
+    v = np.asarray(basis, np.float64)
+    inside = np.einsum("dk,...de,ek->...", v, m, v)
+    return inside / np.trace(m, axis1=-2, axis2=-1)
