@@ -36,7 +36,7 @@ from brittle.io import StepRun, write_csv
 from brittle.metrics.linalg import SPECTRAL_TOL
 from brittle.param_stats import describe_relatedness, matrix_row, per_layer, per_matrix_frame, public, \
     relatedness_summary
-from brittle.weights import WeightPairs
+from brittle.weights import WeightPairs, stored_transposed
 
 # Above this share of exact zeros in the ΔW of changed matrices, ΔW is mostly 16-bit rounding.
 ZERO_WARN = 0.5
@@ -68,6 +68,8 @@ def run(args) -> int:
     rows = []
     with step.timed("stream_and_stats"):
         for name, w_a, w_b in tqdm(pairs, total=len(pairs), desc="param stats", unit="matrix"):
+            if stored_transposed(pairs.config, name):  # GPT-2 Conv1D: shape0 is always out_features
+                w_a, w_b = w_a.T, w_b.T
             rows.append(matrix_row(name, w_a, w_b, args.empirical_rank, args.spectral_tol))
             del w_a, w_b  # free this pair before the next one is read
 

@@ -14,12 +14,12 @@ import plot_param_stats
 from brittle.metrics import linalg
 from brittle.param_stats import EMPIRICAL_COLUMNS, EXTRA_COLUMNS, PER_LAYER_COLUMNS, PER_LAYER_EXTRA, \
     PER_MATRIX_COLUMNS
-from tests.weight_fixtures import FULL, RANK1, RANK1_SCALE, make_planted_pair, state_dict
+from tests.weight_fixtures import FULL, RANK1, RANK1_SCALE, shared_planted_pair, state_dict
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    return make_planted_pair(tmp_path_factory.mktemp("planted"))
+    return shared_planted_pair(tmp_path_factory)
 
 
 def collect(a, b, outdir, *extra):

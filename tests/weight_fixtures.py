@@ -65,3 +65,14 @@ def state_dict(folder: Path) -> dict[str, np.ndarray]:
     for f in sorted(Path(folder).glob("*.safetensors")):
         out.update({k: t.double().numpy() for k, t in load_file(f).items()})
     return out
+
+
+_CACHE: dict[Path, Pair] = {}
+
+
+def shared_planted_pair(tmp_path_factory) -> Pair:
+    """One planted pair per test session (building it costs seconds), shared by every module."""
+    root = Path(tmp_path_factory.getbasetemp()) / "planted_pair"
+    if root not in _CACHE:
+        _CACHE[root] = make_planted_pair(root)
+    return _CACHE[root]
