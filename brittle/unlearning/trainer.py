@@ -167,6 +167,7 @@ class Trainer:
         """Train; return the per-step log (one row per step: ``step``, ``loss``, each loss term,
         ``seconds``)."""
         hp = self.hp
+        torch.manual_seed(self.seed)  # LoRA initialisation and anything else drawn in prepare()
         params = self.method.prepare(self)
         for p in self.core.parameters():
             p.requires_grad_(False)

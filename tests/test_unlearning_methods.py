@@ -1,0 +1,194 @@
+"""Every unlearning method on a tiny model: finite loss, closed forms at step 0, exactly the
+intended parameters changing, adversary sign, reproducibility, and the saved folder."""
+
+import math
+
+import pytest
+import torch
+
+from brittle.unlearning import METHODS, Method, Trainer, UnlearnData, get_method
+from brittle.unlearning.adversary import ball_attack, steering_attack
+from brittle.unlearning.data import DEFAULT_IDK, encode_texts, split_text
+from brittle.unlearning.hooks import mlp_output_linears
+from brittle.unlearning.losses import masked_mse, mean_nll
+from brittle.unlearning.rmu import control_vector
+from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
+
+SMALL = {"batch_size": 2, "max_length": 16}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from brittle.tokenizer import train_word_tokenizer
+
+    return train_word_tokenizer(TINY_TEXTS + DEFAULT_IDK)
+
+
+@pytest.fixture(scope="module")
+def data():
+    forget, retain = TINY_TEXTS[:3], TINY_TEXTS[3:]
+    return UnlearnData(forget, retain, [split_text(t) for t in forget], DEFAULT_IDK)
+
+
+FAST = {"lat": {"adv_steps": 2}, "cb_lat": {"adv_steps": 2}}
+
+
+def train(tok, data, name, steps=2, arch="gpt_neox", seed=0, **hp):
+    model = make_tiny_model(arch, vocab_size=len(tok))
+    method = get_method(name, "tiny", {**SMALL, **FAST.get(name, {}), "steps": steps, **hp})
+    trainer = Trainer(model, tok, method, data, seed=seed, progress=False)
+    log = trainer.run()
+    return trainer.trained_model(), log
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_finite_and_reproducible(tok, data, name):
+    model_a, log_a = train(tok, data, name)
+    model_b, log_b = train(tok, data, name)
+    assert torch.isfinite(torch.tensor(log_a["loss"].values)).all()
+    sa, sb = state(model_a), state(model_b)
+    assert sa.keys() == sb.keys() and not any("lora_" in k for k in sa)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed must give identical weights"
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+    assert any(not torch.equal(sa[k], base[k]) for k in sa), "training changed nothing"
+
+
+@pytest.mark.parametrize("name,beta", [("npo", 0.1), ("dpo", 0.5)])
+def test_preference_loss_at_init_is_two_over_beta_ln2(tok, data, name, beta):
+    _, log = train(tok, data, name, steps=1, beta=beta)
+    col = "npo_loss" if name == "npo" else "dpo_loss"
+    assert log[col].iloc[0] == pytest.approx(2 / beta * math.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
+def test_rmu_changes_exactly_the_three_mlp_output_projections(tok, data, arch):
+    model, _ = train(tok, data, "rmu", steps=2, arch=arch, layer=2)
+    base = make_tiny_model(arch, vocab_size=len(tok))
+    expected = {n + ".weight" for _, n, _ in mlp_output_linears(base)}   # blocks 0, 1, 2 = ℓ-2..ℓ
+    changed = {k for k, v in state(model).items() if not torch.equal(v, base.state_dict()[k])}
+    assert changed == expected and len(changed) == 3
+    assert all(("dense_4h_to_h" if arch == "gpt_neox" else "down_proj") in k for k in changed)
+
+
+def test_rmu_forget_term_at_step0_equals_mse_to_control_vector(tok, data):
+    layer, coeff = 1, 7.0
+    _, log = train(tok, data, "rmu", steps=1, layer=layer, steering_coeff=coeff, batch_size=3)
+    base = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    f = encode_texts(tok, data.forget_texts, 16)   # all three forget texts: the order does not matter
+    h = base(**f.inputs, output_hidden_states=True).hidden_states[layer + 1]   # output of block 1
+    expected = masked_mse(h, control_vector(32, coeff, seed=0), f.attention_mask)
+    assert log["forget_mse"].iloc[0] == pytest.approx(expected.item(), rel=1e-5)
+    assert log["retain_mse"].iloc[0] == 0.0
+    u = control_vector(32, coeff, seed=0)
+    assert u.norm().item() == pytest.approx(coeff, rel=1e-6) and (u >= 0).all()   # uniform draw, then scaled
+
+
+def test_cb_lora_update_has_rank_at_most_r_and_spares_later_blocks(tok, data):
+    r = 2
+    model, log = train(tok, data, "cb", steps=3, lora_r=r, target_layers="1", lr=1e-2)
+    assert log["reroute_cos"].iloc[0] == pytest.approx(1.0, abs=1e-5) and log["retain_l2"].iloc[0] == 0.0
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+    trained = state(model)
+    changed = [k for k in base if not torch.equal(base[k], trained[k])]
+    assert changed and all(".layers.0." in k or ".layers.1." in k for k in changed)
+    for k in changed:
+        assert k.endswith(".weight") and trained[k].ndim == 2
+        assert torch.linalg.matrix_rank((trained[k] - base[k]).double(), rtol=1e-6) <= r
+
+
+def test_cb_full_finetune_option_trains_beyond_adapters(tok, data):
+    model, _ = train(tok, data, "cb", steps=2, lora_r=0, lr=1e-2)
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+    trained = state(model)
+    # LoRA never touches the embedding; full fine-tuning does (contrast with the test above).
+    assert not torch.equal(trained["gpt_neox.embed_in.weight"], base["gpt_neox.embed_in.weight"])
+
+
+class _FrozenProbe(Method):
+    """Gradient ascent that checks, every step, that the frozen reference is the initial model."""
+
+    name = "probe"
+    forget_form = "texts"
+
+    def __init__(self, hp, batch, expected):
+        super().__init__(hp)
+        self.batch, self.expected, self.max_diff = batch, expected, []
+
+    def loss(self, trainer, step):
+        ref = trainer.frozen_forward(self.batch.to(trainer.device)).logits
+        self.max_diff.append((ref - self.expected).abs().max().item())
+        f = trainer.texts(step.forget)
+        return -mean_nll(trainer.forward(f).logits, f.labels), {}
+
+
+def test_frozen_reference_is_the_initial_model_on_every_step(tok, data):
+    batch = encode_texts(tok, data.retain_texts, 16)
+    model = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    with torch.no_grad():
+        expected = model(**batch.inputs).logits
+    probe = _FrozenProbe({"steps": 4, "lr": 1e-2, "batch_size": 2, "max_length": 16}, batch, expected)
+    trainer = Trainer(model, tok, probe, data, progress=False)
+    trainer.run()
+    assert probe.max_diff == [0.0] * 4
+    with torch.no_grad():
+        moved = (trainer.model(**batch.inputs).logits - expected).abs().max().item()
+    assert moved > 1e-3   # negative control: the trained model did move
+
+
+def _trainer(tok, data):
+    model = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    method = get_method("ga_simple", "tiny", SMALL)
+    trainer = Trainer(model, tok, method, data, progress=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return trainer
+
+
+def test_ball_adversary_makes_forget_text_more_likely_within_the_ball(tok, data):
+    trainer = _trainer(tok, data)
+    f = trainer.texts(data.forget_texts)
+    deltas, before, after = ball_attack(trainer, f, [1], epsilon=1.0, steps=8, lr=0.1)
+    assert after < before - 0.05, "the adversary must lower the forget NLL (raise its likelihood)"
+    norms = deltas[1].norm(dim=-1)
+    assert norms.max().item() <= 1.0 + 1e-5
+    assert (norms[f.attention_mask == 0] == 0).all()
+    _, before0, after0 = ball_attack(trainer, f, [1], epsilon=1e-6, steps=8, lr=0.1)   # negative control
+    assert abs(after0 - before0) < 1e-3
+
+
+def test_steering_adversary_makes_forget_text_more_likely(tok, data):
+    trainer = _trainer(tok, data)
+    f = trainer.texts(data.forget_texts)
+    _, _, before, after = steering_attack(trainer, f, [0, 1], steps=4, lr=0.05)
+    assert after < before - 0.05
+
+
+def test_unlearn_script_saves_a_reloadable_model_and_skips_when_done(tok, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    import unlearn
+
+    base = save_tiny(make_tiny_model("gpt_neox", vocab_size=len(tok)), tmp_path / "base", tok)
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "forget.txt").write_text("\n".join(TINY_TEXTS[:3]))
+    (d / "retain.txt").write_text("\n".join(TINY_TEXTS[3:]))
+    out = tmp_path / "out"
+    argv = ["--method", "cb", "--model", str(base), "--data-dir", str(d), "--outdir", str(out),
+            "--steps", "2", "--batch-size", "2", "--max-length", "16", "--no-progress"]
+    assert unlearn.main(argv) == 0
+    for name in ("model.safetensors", "tokenizer.json", "hyperparameters.json", "training_log.csv",
+                 "training_loss.png", "run_meta.json", "_DONE.json"):
+        assert (out / name).is_file(), name
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    assert sum(p.numel() for p in reloaded.parameters()) == sum(p.numel() for p in make_tiny_model(
+        "gpt_neox", vocab_size=len(tok)).parameters())
+    marker = (out / "_DONE.json").stat().st_mtime_ns
+    assert unlearn.main(argv) == 0 and (out / "_DONE.json").stat().st_mtime_ns == marker
+    assert "[skip]" in capsys.readouterr().out
+    assert unlearn.main(argv[:-1] + ["--beta", "0.3", "--no-progress"]) == 2   # cb has no beta
+    assert "does not use --beta" in capsys.readouterr().err
