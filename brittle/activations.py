@@ -387,7 +387,8 @@ def _batches(token_ids: list[list[int]], groups: int, batch_size: int) -> Iterat
             yield g, chunk, j == len(chunks) - 1
 
 
-def _pad(token_ids: list[list[int]], chunk: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(token_ids: list[list[int]], chunk: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask)``, both (len(chunk), longest) int64."""
     width = max(len(token_ids[i]) for i in chunk)
     ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -397,7 +398,8 @@ def _pad(token_ids: list[list[int]], chunk: list[int], pad_id: int) -> tuple[tor
     return ids, mask
 
 
-def _tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length``; a text with no tokens is a UserError."""
     ids = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
     empty = [i for i, x in enumerate(ids) if not x]
     if empty:
@@ -457,9 +459,9 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
     """One pass over ``texts`` with every model in lockstep; writes the missing cache entries."""
     from tqdm.auto import tqdm
 
-    token_ids = _tokenize(tokenizers[0], texts, cfg.max_length)
+    token_ids = tokenize_texts(tokenizers[0], texts, cfg.max_length)
     for tok, spec in zip(tokenizers[1:], specs[1:]):
-        if _tokenize(tok, texts, cfg.max_length) != token_ids:
+        if tokenize_texts(tok, texts, cfg.max_length) != token_ids:
             raise UserError(f"{specs[0].model} and {spec.model} tokenize the texts differently; "
                             "activation comparisons need one tokenizer")
     dims = [_dims(m) for m in models]
@@ -482,7 +484,7 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
         batches = list(_batches(token_ids, cfg.moment_groups or 1, cfg.batch_size))
         with torch.no_grad():
             for group, chunk, group_done in tqdm(batches, desc=f"capture {split}", disable=not progress, leave=False):
-                ids, mask = _pad(token_ids, chunk, pad_id)
+                ids, mask = pad_batch(token_ids, chunk, pad_id)
                 idx = torch.tensor(chunk)
                 for acc in [*accs, pair_acc]:
                     if acc is not None:

@@ -1,0 +1,116 @@
+"""Step 12: did model B become rougher or smoother around forget text than model A?
+
+Perturbs the input embeddings of every text within an ε-ball (each token's perturbation has norm
+ε times its embedding norm, random direction; R draws) and measures, per text and model: the
+output change per unit input change ‖Δ log p‖ / ‖δ‖ (a local Lipschitz estimate), the variance of
+the output log-probabilities over the R perturbations, and the norm of the gradient of the text's
+negative log-likelihood with respect to its embeddings (see brittle/sensitivity.py for the exact
+definitions). Unlike the other activation steps this one needs its own forward and backward
+passes (perturbed inputs cannot be served from a cache); each model is loaded once.
+Summaries are means over texts with 95 % bootstrap CIs; the change B/A is a paired bootstrap
+(the same resampled texts for both models).
+
+    uv run local_lipschitzness_analysis.py --model-a models/tiny/tiny-base --model-b models/tiny/tiny-filtered
+
+Writes <output-root>/<a>__vs__<b>/lipschitzness/: lipschitz_per_text.csv, lipschitz_summary.csv,
+lipschitz_change.csv, lipschitz.png, run_meta.json, _DONE.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brittle import cli
+from brittle.activations import CaptureConfig, add_capture_args, pad_batch, tokenize_texts, split_texts, step_params
+from brittle.io import StepRun, model_slug, save_figure, write_csv
+from brittle.models import load_model, load_tokenizer
+from brittle.plotting.activations import lipschitz
+from brittle.sensitivity import perturbation_stats
+from brittle.stats import percentile_ci, resample_counts
+
+METRICS = ("lipschitz", "grad_norm", "output_variance")
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    cli.add_pair_args(p)
+    p.add_argument("--epsilon", type=float, default=0.01, help="perturbation radius relative to each token's embedding norm")
+    p.add_argument("--n-perturbations", type=int, default=8, help="random perturbations per text")
+    add_capture_args(p)
+    cli.add_runtime_args(p)
+    cli.add_output_args(p)
+    return p
+
+
+def body(args, argv) -> int:
+    splits = split_texts(args)
+    if args.epsilon <= 0 or args.n_perturbations < 2:
+        raise cli.UserError("--epsilon must be > 0 and --n-perturbations at least 2")
+    run = StepRun(cli.step_dir(args, "lipschitzness", args.model_a, args.model_b), step_params(args, splits), argv)
+    if run.should_skip(args.force):
+        return 0
+    cfg = CaptureConfig.from_args(args)
+    device, dtype = cfg.resolved()
+    tokenizer = load_tokenizer(args.model_a, args.revision_a, args.trust_remote_code)
+    token_ids = {s: tokenize_texts(tokenizer, texts, args.max_length) for s, texts in splits.items()}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows, forward_tokens, t0 = [], 0, time.time()
+    from tqdm.auto import tqdm
+
+    for m, (model_id, revision) in enumerate(((args.model_a, args.revision_a), (args.model_b, args.revision_b))):
+        model = load_model(model_id, dtype=dtype, device=device, revision=revision,
+                           trust_remote_code=args.trust_remote_code, device_map=args.device_map)
+        for s, ids_list in token_ids.items():
+            # Seeded per (split, text batch), not per model: A and B see the same perturbation directions.
+            order = sorted(range(len(ids_list)), key=lambda i: -len(ids_list[i]))
+            for start in tqdm(range(0, len(order), args.batch_size), desc=f"{'ab'[m]} {s}", leave=False):
+                chunk = order[start:start + args.batch_size]
+                ids, mask = pad_batch(ids_list, chunk, pad_id)
+                gen = torch.Generator().manual_seed(args.seed * 1_000_003 + start + (0 if s == "forget" else 500_009))
+                stats = perturbation_stats(model, ids, mask, args.epsilon, args.n_perturbations, gen)
+                forward_tokens += ids.numel() * (args.n_perturbations + 1)
+                for row, i in enumerate(chunk):
+                    rows.append({"split": s, "model": "ab"[m], "text_index": i, "n_tokens": int(mask[row].sum()),
+                                 **{k: float(stats[k][row]) for k in METRICS}})
+        del model
+    per_text = pd.DataFrame(rows).sort_values(["split", "model", "text_index"]).reset_index(drop=True)
+    summary, change = [], []
+    for k, s in enumerate(splits):
+        part = per_text[per_text.split == s]
+        vals = {m: part[part.model == m].sort_values("text_index")[list(METRICS)].to_numpy() for m in "ab"}
+        w = resample_counts(len(vals["a"]), args.n_boot, args.seed + k)
+        reps = {m: (w @ vals[m]) / len(vals[m]) for m in "ab"}  # (n_boot, 3) means over resampled texts
+        for m in "ab":
+            lo, hi = percentile_ci(reps[m])
+            row = {"split": s, "model": m, "model_id": [args.model_a, args.model_b]["ab".index(m)], "n_texts": len(vals[m])}
+            for j, metric in enumerate(METRICS):
+                row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = vals[m][:, j].mean(), lo[j], hi[j]
+            summary.append(row)
+        lo, hi = percentile_ci(reps["b"] / reps["a"])
+        for j, metric in enumerate(METRICS):
+            change.append({"split": s, "metric": metric, "model_a_value": vals["a"][:, j].mean(),
+                           "model_b_value": vals["b"][:, j].mean(),
+                           "ratio_b_over_a": vals["b"][:, j].mean() / vals["a"][:, j].mean(),
+                           "ci_low": lo[j], "ci_high": hi[j]})
+    summary = pd.DataFrame(summary)
+    write_csv(run.path("lipschitz_per_text.csv"), per_text)
+    write_csv(run.path("lipschitz_summary.csv"), summary)
+    write_csv(run.path("lipschitz_change.csv"), pd.DataFrame(change))
+    save_figure(run.path("lipschitz.png"), lipschitz(summary, model_slug(args.model_a), model_slug(args.model_b)))
+    run.finish(models={"a": args.model_a, "b": args.model_b}, forward_tokens=forward_tokens,
+               seconds_forward=round(time.time() - t0, 3), device=str(device), dtype=str(dtype))
+    print(f"wrote {run.outdir}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(lambda args: body(args, argv), build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
