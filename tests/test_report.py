@@ -1,0 +1,204 @@
+"""report.py, brittle.report and brittle.signatures on a small outputs/ tree built in-test.
+
+The CSVs carry the column names the pipeline's steps write. Planted relations between signature
+numbers and recovery speed give known verdicts; one step's output is deleted for one model and must
+be named as missing.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from brittle.recovery import summarize_curve
+
+BASE = "tiny-base"
+METHODS = ["ga", "grad_diff", "npo", "rmu", "simnpo", "cb"]
+STEPS = [0, 1, 2, 5, 10, 20, 50, 100]
+BASE_ACC, FILT_ACC = 0.95, 0.25
+
+
+def _curve(speed: float) -> list[float]:
+    """Hazard accuracy rising from 0.25 with rate ``speed`` per log-step (saturating at 0.95)."""
+    return [min(BASE_ACC, FILT_ACC + speed * math.log1p(s)) for s in STEPS]
+
+
+def _write(path, frame):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None):
+    comp = root / f"{BASE}__vs__{slug}"
+    energies = [rel * 0.5, rel * 0.3, rel * 0.2]
+    # step 1: per_layer.csv (2 groups x 3 layers + embeddings); W norms 1 per row
+    rows = []
+    for layer, e in enumerate(energies):
+        dm, da = e * (1 - attn_share), e * attn_share
+        rows += [{"layer": layer, "group": "mlp", "dW_fro_layer": math.sqrt(dm), "W_fro_layer": 1.0,
+                  "dW_fro_layer_rel": math.sqrt(dm), "max_dW_spectral": 0.1, "max_W_spectral": 1.0,
+                  "max_dW_spectral_rel": 0.1, "mean_dW_stable_rank": rank, "count_mats": 2,
+                  "W_cosine_layer": 0.99, "dW_zero_frac_layer": 0.0},
+                 {"layer": layer, "group": "attn", "dW_fro_layer": math.sqrt(da), "W_fro_layer": 1.0,
+                  "dW_fro_layer_rel": math.sqrt(da), "max_dW_spectral": 0.1, "max_W_spectral": 1.0,
+                  "max_dW_spectral_rel": 0.1, "mean_dW_stable_rank": rank, "count_mats": 2,
+                  "W_cosine_layer": 0.99, "dW_zero_frac_layer": 0.0}]
+    _write(comp / "param_stats" / "per_layer.csv", pd.DataFrame(rows))
+    _write(comp / "param_stats" / "per_matrix.csv", pd.DataFrame([
+        {"name": f"gpt_neox.layers.{i}.mlp.dense_h_to_4h.weight", "layer": i, "group": g, "shape0": 512,
+         "shape1": 128, "dW_fro": 0.1, "W_fro": 1.0, "dW_fro_rel": 0.1, "dW_spectral": 0.05, "W_spectral": 0.5,
+         "dW_spectral_rel": 0.1, "dW_stable_rank": rank + 0.1 * i, "W_stable_rank": 30.0, "W_cosine": 0.99,
+         "dW_zero_frac": 0.0} for i in range(3) for g in ("mlp", "attn")]))
+    _write(comp / "mlp_attn_analysis" / "mlp_attn_summary.csv", pd.DataFrame([{
+        "n_layers": 3, "attn_dW_fro_rel": 0.1, "mlp_dW_fro_rel": 0.1, "mlp_attn_ratio": 1.0,
+        "mlp_dW_energy_share": 1 - attn_share, "mlp_W_energy_share": 0.66, "n_layers_mlp_dominant": 1,
+        "top_layer_mlp": 0, "top_layer_attn": 0}]))
+    _write(comp / "null_space_analysis" / "null_space_summary.csv", pd.DataFrame([
+        {"group": g, "n_matrices": 3, "median_dW_top10_energy": 0.5, "median_dW_top10_energy_random": 0.1}
+        for g in ("attn", "mlp", "all")]))
+    _write(comp / "mlp_nullspace" / "mlp_nullspace_summary.csv", pd.DataFrame([
+        {"side": side, "n_matrices": 6, "col_frac": 0.7, "null_frac": 0.3, "random_col_frac": 0.8}
+        for side in ("output", "input")]))
+    _write(comp / "activation_stats" / "activation_stats.csv", pd.DataFrame([
+        {"layer": layer, "split": split, "model_a_norm_L1": 10.0, "model_a_norm_L2": 2.0, "model_b_norm_L1": 10.0,
+         "model_b_norm_L2": 2.0, "mean_dh_L1": 1.0, "mean_dh_L2": 0.2 if split == "forget" else 0.1}
+        for layer in range(4) for split in ("forget", "retain")]))
+    # relearning: the hazard attack at the planted speed, the benign attack at a tenth of it
+    for attack, s in (("hazard", speed), ("benign", speed / 10)):
+        acc = _curve(s)
+        if acc_start is not None:
+            acc = [max(a, acc_start) for a in acc]
+        folder = root / slug / "relearning" / attack
+        _write(folder / "curve.csv", pd.DataFrame({"model": slug, "attack": attack, "seed": 0, "step": STEPS,
+                                                   "hazard_acc": acc, "benign_acc": 0.9, "retain_ppl": 20.0,
+                                                   "train_loss": 1.0}))
+        summ = summarize_curve(STEPS, acc, BASE_ACC, FILT_ACC)
+        _write(folder / "summary.csv", pd.DataFrame([{"model": slug, "attack": attack, "seed": seed,
+                                                      "steps_budget": 100, "base_acc": BASE_ACC,
+                                                      "filtered_acc": FILT_ACC, **summ}
+                                                     for seed in ("0", "mean")]))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """outputs/ and unlearned_models/ for a filtered and six unlearned models.
+
+    Planted: recovery speed falls with rel_dW (small -> brittle: held) and with stable rank falling
+    (low-rank -> brittle: reversed), attention share is unrelated (not supported). "cb" starts above
+    the half-gap threshold (never hid the knowledge) and must be excluded from the correlations.
+    """
+    out, models = tmp_path / "outputs", tmp_path / "unlearned_models"
+    speeds = [0.30, 0.25, 0.20, 0.15, 0.10, 0.05]
+    attn = [0.5, 0.2, 0.6, 0.1, 0.4, 0.3]
+    for i, method in enumerate(METHODS):
+        slug = f"{BASE}__{method}"
+        (models / slug).mkdir(parents=True)
+        (models / slug / "config.json").write_text("{}")
+        _write_model(out, slug, "unlearned", speed=speeds[i], rel=0.01 * (i + 1), attn_share=attn[i],
+                     rank=6.0 - i, acc_start=0.9 if method == "cb" else None)
+    _write_model(out, "tiny-filtered", "filtered", speed=0.0, rel=2.0, attn_share=0.34, rank=50.0)
+    (models / "other-base__ga").mkdir()  # a different base's model: not in this report
+    (models / "other-base__ga" / "config.json").write_text("{}")
+    # the deliberately missing step: no row-space... and no activation stats for npo
+    (out / f"{BASE}__vs__{BASE}__npo" / "activation_stats" / "activation_stats.csv").unlink()
+    return tmp_path
+
+
+def _argv(tree, *extra):
+    for name in ("tiny-base", "tiny-filtered"):  # model folders, so their slugs are their names
+        (tree / "models" / name).mkdir(parents=True, exist_ok=True)
+    return ["--base", str(tree / "models" / "tiny-base"), "--filtered", str(tree / "models" / "tiny-filtered"),
+            "--unlearned-dir", str(tree / "unlearned_models"), "--unlearned",
+            "--output-root", str(tree / "outputs"), *extra]
+
+
+def test_report_builds_names_missing_steps_and_planted_verdicts(tree):
+    import report
+
+    assert report.main(_argv(tree)) == 0
+    text = (tree / "outputs" / "report.md").read_text()
+    # the missing step is named, with the model it is missing for
+    missing = text.split("## Missing steps")[1].split("##")[0]
+    assert "**activation_stats**" in missing and "`npo`" in missing.split("**activation_stats**")[1].split("\n")[0]
+    # steps never run for any model are named too (row-space projection, Lipschitz, probes, evaluation)
+    for step in ("row_space_projection", "lipschitzness", "linear_probes", "evaluation"):
+        assert f"**{step}**" in missing
+    assert "other-base" not in text
+    preds = pd.read_csv(tree / "outputs" / "report_predictions.csv").set_index("prediction")
+    assert preds.loc["small", "verdict"] == "held"
+    assert preds.loc["low-rank", "verdict"] == "reversed"
+    assert preds.loc["attention-localised", "verdict"] == "not supported"
+    assert preds.loc["untargeted", "verdict"] == "not tested"   # its step never ran
+    # the sentences state each verdict in words
+    assert "small -> brittle: held" in text and "low-rank -> brittle: did not hold" in text
+    for name in ("recovery_hazard.png", "recovery_benign.png", "signatures_vs_recovery.png"):
+        assert (tree / "outputs" / "report_figures" / name).stat().st_size > 0
+        assert f"report_figures/{name}" in text
+
+
+def test_correlations_equal_scipy_and_exclude_models_that_never_unlearned(tree):
+    import report
+
+    report.main(_argv(tree))
+    table = pd.read_csv(tree / "outputs" / "report_table.csv").set_index("model")
+    preds = pd.read_csv(tree / "outputs" / "report_predictions.csv").set_index("prediction")
+    # cb started above the half-gap threshold: excluded; the other five are the sample
+    kept = [m for m in METHODS if m != "cb"]
+    expected = stats.spearmanr(table.loc[kept, "rel_dW"], table.loc[kept, "hazard_auc_recovery_log"])
+    assert preds.loc["small", "rho_unlearned"] == pytest.approx(expected.statistic)
+    assert preds.loc["small", "n_unlearned"] == 5
+    # the planted relation: speed strictly decreasing in rel_dW; exact p of a perfect ranking = 2/5!
+    assert preds.loc["small", "rho_unlearned"] == pytest.approx(-1.0)
+    assert preds.loc["small", "p_unlearned"] == pytest.approx(2 / 120)
+    # filtered vs unlearned contrast: filtered rel_dW (2.0 pooled) above every unlearned one
+    assert preds.loc["small", "contrast"] == "consistent"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_spearman_exact_p_equals_enumerated_permutations(seed):
+    from brittle.report import spearman
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=6), rng.normal(size=6)
+    y[:3] += 2 * x[:3]
+    rho, p, n = spearman(np.append(x, np.nan), np.append(y, 1.0))  # the NaN pair is dropped
+    observed = stats.spearmanr(x, y).statistic
+    # reference: scipy's rho over every one of the 6! pairings, counted by hand
+    null = [stats.spearmanr(x, y[list(order)]).statistic for order in itertools.permutations(range(6))]
+    assert n == 6 and rho == pytest.approx(observed)
+    assert p == pytest.approx(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+
+
+def test_signature_readers_match_hand_computation(tree):
+    from brittle.signatures import activation_change, mlp_attn_share, param_magnitude
+
+    comp = tree / "outputs" / f"{BASE}__vs__{BASE}__ga"
+    mag = param_magnitude(comp / "param_stats" / "per_layer.csv", "x")
+    # rel = sqrt(total dW energy = 0.01) / sqrt(6 rows of W norm 1)
+    assert mag["rel_dW"] == pytest.approx(math.sqrt(0.01) / math.sqrt(6))
+    e = np.array([0.5, 0.3, 0.2])
+    assert mag["layer_spread"] == pytest.approx(e.sum() ** 2 / (3 * (e ** 2).sum()))
+    assert mlp_attn_share(comp / "mlp_attn_analysis" / "mlp_attn_summary.csv", "x")["attn_share"] == pytest.approx(0.5)
+    act = activation_change(comp / "activation_stats" / "activation_stats.csv", "x")
+    assert act["act_change_forget"] == pytest.approx(0.1) and act["act_change_selectivity"] == pytest.approx(2.0)
+
+
+def test_missing_column_is_an_error_not_a_missing_step(tree, capsys):
+    import report
+
+    path = tree / "outputs" / f"{BASE}__vs__{BASE}__ga" / "mlp_attn_analysis" / "mlp_attn_summary.csv"
+    pd.read_csv(path).drop(columns=["mlp_dW_energy_share"]).to_csv(path, index=False)
+    assert report.main(_argv(tree)) == 2
+    err = capsys.readouterr().err
+    assert "mlp_dW_energy_share" in err and "mlp_attn_summary.csv" in err
+
+
+def test_help():
+    import report
+
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--help"])
+    assert exc.value.code == 0
