@@ -1,0 +1,93 @@
+"""Pure metric functions of the activation steps against closed forms and scipy/sklearn/numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import wasserstein_distance
+from sklearn.metrics import roc_auc_score
+
+from brittle.metrics.distributions import (effective_rank, spectral_entropy, spectrum_wasserstein,
+                                           subspace_energy_fraction)
+from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
+from brittle.probes import auc, out_of_fold_scores, probe_metric_cis, probe_metrics
+from brittle.stats import pooled_covariance_eigs, ratio_ci, resample_counts
+
+
+def test_spectrum_metrics_closed_forms_and_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.exponential(size=20), rng.exponential(size=20) * 3
+    assert spectrum_wasserstein(a, b) == pytest.approx(wasserstein_distance(a, b))
+    assert spectrum_wasserstein(a, a[::-1]) == 0.0  # order does not matter
+    assert effective_rank(np.r_[5.0, np.zeros(9)]) == pytest.approx(1.0)
+    assert effective_rank(np.ones(16)) == pytest.approx(16.0)
+    assert spectral_entropy(np.ones(16)) == pytest.approx(np.log(16))
+    np.testing.assert_allclose(effective_rank(np.stack([np.ones(4), np.r_[1.0, 0, 0, 0]])), [4.0, 1.0])
+
+
+def test_random_subspace_energy_fraction_is_k_over_d():
+    rng = np.random.default_rng(1)
+    d, k = 12, 3
+    x = rng.normal(size=(200, d)) * np.linspace(0.1, 5, d)  # strongly anisotropic activations
+    m = x.T @ x
+    fractions = [subspace_energy_fraction(m, np.linalg.qr(rng.normal(size=(d, k)))[0]) for _ in range(3000)]
+    assert np.mean(fractions) == pytest.approx(k / d, abs=0.01)
+    top = np.linalg.eigh(m)[1][:, -k:]  # the top eigenvectors hold far more than k/d
+    assert subspace_energy_fraction(m, top) > 2 * k / d
+
+
+def test_separation_metrics_against_numpy_and_resampling():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(15, 4)) + 2.0, rng.normal(size=(11, 4))
+    mu = np.vstack([x, y]).mean(0)
+    between = 15 * ((x.mean(0) - mu) ** 2).sum() + 11 * ((y.mean(0) - mu) ** 2).sum()
+    within = ((x - x.mean(0)) ** 2).sum() + ((y - y.mean(0)) ** 2).sum()
+    assert variance_ratio(x, y) == pytest.approx(between / within)
+    cos = x.mean(0) @ y.mean(0) / np.linalg.norm(x.mean(0)) / np.linalg.norm(y.mean(0))
+    assert centroid_cosine_distance(x, y) == pytest.approx(1 - cos)
+    # A weighted replicate equals the metric on the explicitly resampled rows.
+    wx, wy = resample_counts(15, 3, 0), resample_counts(11, 3, 1)
+    for b in range(3):
+        rx, ry = np.repeat(x, wx[b].astype(int), 0), np.repeat(y, wy[b].astype(int), 0)
+        assert variance_ratio(x, y, wx, wy)[b] == pytest.approx(variance_ratio(rx, ry))
+        assert centroid_cosine_distance(x, y, wx, wy)[b] == pytest.approx(centroid_cosine_distance(rx, ry))
+
+
+def test_probe_finds_planted_direction_and_not_shuffled_labels():
+    rng = np.random.default_rng(3)
+    n, d = 120, 20
+    y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
+    x = rng.normal(size=(n, d))
+    x[:, 7] += 4.0 * (2 * y - 1)  # planted separable direction
+    m = probe_metrics(y, out_of_fold_scores(x, y))
+    assert m["auc"] > 0.98 and m["selectivity"] > 0.4
+    cis = probe_metric_cis(y, out_of_fold_scores(x, y), 100, 0)
+    assert cis["auc"][0] > 0.95
+    shuffled = [probe_metrics(p, out_of_fold_scores(x, p))["auc"] for p in (rng.permutation(y) for _ in range(6))]
+    assert abs(np.mean(shuffled) - 0.5) < 0.12
+    noise = rng.normal(size=(n, d))  # negative control: no signal in the features
+    assert abs(probe_metrics(y, out_of_fold_scores(noise, y))["auc"] - 0.5) < 0.2
+
+
+def test_auc_matches_sklearn_with_ties():
+    y = np.array([1, 0, 1, 1, 0, 0, 1])
+    s = np.array([0.3, 0.3, 0.9, -1.0, 0.1, 0.2, 0.3])
+    assert auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_ratio_ci_and_pooled_covariance():
+    rng = np.random.default_rng(4)
+    counts = rng.integers(1, 10, size=30).astype(float)
+    sums = counts * rng.normal(3.0, 0.5, size=30)
+    est, lo, hi = ratio_ci(sums, counts, 500, 0)
+    assert est == pytest.approx(sums.sum() / counts.sum()) and lo < est < hi
+    x = rng.normal(size=(90, 5))
+    groups = np.array_split(x, 3)
+    count = torch.tensor([len(g) for g in groups], dtype=torch.float64)
+    total = torch.tensor(np.stack([g.sum(0) for g in groups]))
+    sq = torch.tensor(np.stack([g.T @ g for g in groups]))
+    np.testing.assert_allclose(pooled_covariance_eigs(count, total, sq), np.linalg.eigvalsh(np.cov(x.T)), rtol=1e-10)
+    reps = pooled_covariance_eigs(count, total, sq, np.array([[2.0, 0.0, 1.0]]))
+    np.testing.assert_allclose(reps[0], np.linalg.eigvalsh(np.cov(np.vstack([groups[0], groups[0], groups[2]]).T)),
+                               rtol=1e-10)

@@ -1,0 +1,169 @@
+"""Steps 8, 9, 11, 12, 13 through main(argv) on tiny GPT-NeoX and Llama pairs, with planted signals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brittle.activations import CaptureConfig, ModelSpec, ensure_captures, read_texts
+from brittle.models import mlp_input_linears
+from tests.activation_fixtures import FORGET, RETAIN, make_pair, write_texts
+from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
+
+ARCHS = ("gpt_neox", "llama")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from brittle.tokenizer import train_word_tokenizer
+
+    tok = train_word_tokenizer(TINY_TEXTS + FORGET + RETAIN)
+    tmp = tmp_path_factory.mktemp("steps")
+    forget, retain = write_texts(tmp / "data")
+    pairs = {arch: make_pair(tmp, arch, tok, changed_layer=1) for arch in ARCHS}
+    return tmp, tok, forget, retain, pairs
+
+
+def _common(tmp, forget, retain):
+    return ["--forget-file", str(forget), "--retain-file", str(retain), "--device", "cpu", "--n-boot", "30",
+            "--output-root", str(tmp / "out"), "--moment-groups", "4", "--batch-size", "4"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_separation_covariance_probes_lipschitz(world, arch):
+    import activation_covariance_analysis
+    import activation_separation_analysis
+    import linear_probe_analysis
+    import local_lipschitzness_analysis
+
+    tmp, _, forget, retain, pairs = world
+    a, b = pairs[arch]
+    common = _common(tmp, forget, retain)
+    pair = ["--model-a", str(a), "--model-b", str(b)]
+    comp = tmp / "out" / f"{arch}-a__vs__{arch}-b"
+
+    assert activation_separation_analysis.main([*pair, *common]) == 0
+    sep = pd.read_csv(comp / "activation_separation" / "separation_metrics.csv")
+    change = pd.read_csv(comp / "activation_separation" / "separation_change.csv")
+    assert set(sep.model) == {"a", "b"} and sep.layer.nunique() == 4
+    # B differs from A only from block 1 on: hidden layers 0 and 1 are identical, so is every metric.
+    early = change[change.layer <= 1]
+    assert (early.change_b_minus_a.fillna(0) == 0).all()
+    assert (change[change.layer >= 2].change_b_minus_a.abs() > 0).any()
+
+    assert activation_covariance_analysis.main([*pair, *common]) == 0
+    cov = pd.read_csv(comp / "activation_covariance" / "covariance_comparison.csv")
+    assert (cov.loc[cov.layer <= 1, ["wasserstein_forget", "wasserstein_retain"]] == 0).all().all()
+    assert (cov.loc[cov.layer >= 2, "wasserstein_forget"] > 0).all()
+    metrics = pd.read_csv(comp / "activation_covariance" / "covariance_metrics.csv")
+    assert ((metrics.effective_rank >= 1) & (metrics.effective_rank <= 32)).all()
+    spectra = pd.read_csv(comp / "activation_covariance" / "eigenspectra.csv")
+    assert len(spectra) == 4 * 2 * 2 * 32
+
+    assert linear_probe_analysis.main(["--model", str(a), *common]) == 0
+    probes = pd.read_csv(tmp / "out" / f"{arch}-a" / "linear_probes" / "probe_results.csv")
+    summary = json.loads((tmp / "out" / f"{arch}-a" / "linear_probes" / "summary.json").read_text())
+    assert len(probes) == 4 and summary["n_forget"] == len(FORGET) and summary["n_retain"] == len(RETAIN)
+    assert ((probes.auc >= 0) & (probes.auc <= 1)).all()
+    assert (probes.selectivity == probes.accuracy - probes.majority_baseline).all()
+
+    # A model against itself: every sensitivity ratio is exactly 1 (same perturbations, same model).
+    assert local_lipschitzness_analysis.main(["--model-a", str(a), "--model-b", str(a), "--n-perturbations", "3",
+                                              *common]) == 0
+    same = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "lipschitzness" / "lipschitz_change.csv")
+    np.testing.assert_allclose(same.ratio_b_over_a, 1.0)
+    summary = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "lipschitzness" / "lipschitz_summary.csv")
+    assert (summary[["lipschitz", "grad_norm", "output_variance"]] > 0).all().all()
+
+
+def test_lipschitz_gradient_matches_single_text_autograd(world):
+    """Batching and padding do not leak between texts: the batch gradient norm equals each
+    text's own, computed alone without padding."""
+    from brittle.activations import pad_batch, tokenize_texts
+    from brittle.sensitivity import perturbation_stats
+
+    _, tok, *_ = world
+    model = make_tiny_model("llama")
+    ids_list = tokenize_texts(tok, FORGET[:3], 64)
+    ids, mask = pad_batch(ids_list, [0, 1, 2], tok.pad_token_id)
+    stats = perturbation_stats(model, ids, mask, 0.01, 2, torch.Generator().manual_seed(0))
+    for i, one in enumerate(ids_list):
+        e = model.get_input_embeddings()(torch.tensor([one])).detach().requires_grad_(True)
+        lp = torch.log_softmax(model(inputs_embeds=e).logits, -1)
+        nll = -lp[0, :-1].gather(-1, torch.tensor(one[1:]).unsqueeze(-1)).sum()
+        (g,) = torch.autograd.grad(nll, e)
+        assert float(stats["grad_norm"][i]) == pytest.approx(float(g.norm()), rel=1e-4)
+
+
+def _planted_row_space_pair(tmp, tok, arch, forget, retain, towards: str, layer: int = 1):
+    """Model B = A + u vᵀ on every MLP input matrix of ``layer``, with v the direction whose MLP-input
+    energy most exceeds the other split's (forget-aligned or, as the negative control, retain-aligned)."""
+    a_dir = tmp / f"{arch}-rs-a"
+    model = make_tiny_model(arch, seed=3)
+    save_tiny(model, a_dir, tok)
+    splits = {"forget": read_texts(forget, None), "retain": read_texts(retain, None)}
+    caps = ensure_captures([ModelSpec(str(a_dir))], splits, CaptureConfig(device="cpu", moment_groups=1),
+                           tmp / "rs-cache", progress=False)
+    second = {s: caps.models[0][s].moments("mlp") for s in splits}
+    m = {s: (second[s]["sq"][0, layer] / second[s]["count"][0]).numpy() for s in splits}
+    other = "retain" if towards == "forget" else "forget"
+    v = torch.tensor(np.linalg.eigh(m[towards] - m[other])[1][:, -1], dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for lay, _, mod in mlp_input_linears(model):
+            if lay == layer:
+                u = torch.randn(mod.weight.shape[0], generator=gen)
+                mod.weight.add_(0.3 * torch.outer(u, v))
+    b_dir = tmp / f"{arch}-rs-b-{towards}"
+    save_tiny(model, b_dir, tok)
+    return a_dir, b_dir
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_row_space_finds_planted_forget_aligned_update(world, arch):
+    import row_space_projection_analysis
+
+    tmp, tok, forget, retain, _ = world
+    results = {}
+    for towards in ("forget", "retain"):
+        a, b = _planted_row_space_pair(tmp, tok, arch, forget, retain, towards)
+        assert row_space_projection_analysis.main(["--model-a", str(a), "--model-b", str(b), "--top-k", "1",
+                                                   *_common(tmp, forget, retain)]) == 0
+        results[towards] = pd.read_csv(tmp / "out" / f"{a.name}__vs__{b.name}" / "row_space_projection"
+                                       / "row_space_projection.csv")
+    planted = results["forget"]
+    kinds = {"gpt_neox": {"dense_h_to_4h"}, "llama": {"gate_proj", "up_proj"}}[arch]
+    assert set(planted.module_kind) == kinds
+    hit = planted[(planted.layer == 1) & (planted.activations_of == "a")]
+    assert (hit.k == 1).all() and (hit.dW_rank == 1).all()
+    assert (hit.fraction_forget > 3 * hit.random_baseline).all()
+    assert (hit.selectivity_ratio > 1.2).all()
+    assert planted.loc[planted.layer != 1, "fraction_forget"].isna().all()  # unchanged matrices
+    control = results["retain"]
+    ctrl = control[(control.layer == 1) & (control.activations_of == "a")]
+    assert (ctrl.selectivity_ratio < 1).all()
+
+
+def test_row_space_without_moments_is_a_user_error(world, capsys):
+    import row_space_projection_analysis
+
+    tmp, _, forget, retain, pairs = world
+    a, b = pairs["gpt_neox"]
+    args = [*_common(tmp, forget, retain), "--moment-groups", "0"]  # the last value wins
+    assert row_space_projection_analysis.main(["--model-a", str(a), "--model-b", str(b), *args]) == 2
+    assert "moments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["activation_separation_analysis", "activation_covariance_analysis",
+                                    "row_space_projection_analysis", "local_lipschitzness_analysis",
+                                    "linear_probe_analysis"])
+def test_help(script, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(script).main(["--help"])
+    assert exc.value.code == 0 and "uv run" in capsys.readouterr().out
