@@ -6,7 +6,7 @@ model it was unlearned from (fine-tuned on the facts) and with a reference that 
         --reference meta-llama/Llama-3.2-1B-Instruct \\
         --finetuned open-unlearning/tofu_Llama-3.2-1B-Instruct_full \\
         --unlearned open-unlearning/unlearn_tofu_Llama-3.2-1B-Instruct_forget10_IdkDPO_lr2e-05_beta0.1_alpha1_epoch10 \\
-        --tofu-dir data/tofu
+        --tofu-dir data/tofu/qa --n-samples all
     # Tiny world: filtered = reference, base = fine-tuned, every unlearned model of the base at once
     uv run layerwise_forgetting.py --reference models/tiny/tiny-filtered --finetuned models/tiny/tiny-base \\
         --unlearned unlearned_models/tiny-base__* --questions data/tiny/questions/hazard_eval.jsonl --n-samples all
@@ -70,7 +70,8 @@ def build_parser():
     p.add_argument("--questions", default=None,
                    help="JSONL of questions (e.g. data/tiny/questions/hazard_eval.jsonl); default: TOFU --tofu-split")
     p.add_argument("--tofu-split", default="forget10", help="TOFU subset used when --questions is not given")
-    p.add_argument("--tofu-dir", default=None, help="local TOFU copy for brittle.data.tofu (default: its own default)")
+    p.add_argument("--tofu-dir", default=None,
+                   help="folder holding <tofu-split>.jsonl (e.g. data/tofu/qa written by create_datasets.py); default: the Hub")
     p.add_argument("--n-samples", default="20", help="use the first N questions, or 'all'")
     p.add_argument("--position", choices=hidden_states.POSITIONS, default="last",
                    help="state per layer: the last prompt token, or the mean over the answer's tokens")
@@ -119,7 +120,6 @@ def load_questions(args) -> tuple[list[str], list[str | None], str]:
         from brittle.data.tofu import load_tofu
 
         records = load_tofu(args.tofu_split, local_dir=args.tofu_dir)
-        records = records.to_dict("records") if isinstance(records, pd.DataFrame) else list(records)
         source = f"TOFU {args.tofu_split}"
     n = parse_n_samples(args.n_samples)
     records = records[:n] if n else records

@@ -232,6 +232,20 @@ def test_bad_input_is_one_line_error(planted_run, tiny_tokenizer, tmp_path, caps
     assert err.count("error: ") == 3 and "Traceback" not in err
 
 
+def test_default_questions_are_tofu_forget10(shared_data):
+    """The default source is brittle.data.tofu; checked on the genuine offline copy."""
+    import argparse
+
+    tofu = shared_data / "tofu"
+    args = argparse.Namespace(questions=None, tofu_split="forget10", tofu_dir=str(tofu), n_samples="3")
+    questions, answers, source = layerwise_forgetting.load_questions(args)
+    rows = [json.loads(line) for line in (tofu / "forget10.jsonl").read_text().splitlines()[:3]]
+    assert questions == [r["question"] for r in rows] and answers == [r["answer"] for r in rows]
+    assert source == "TOFU forget10"
+    args.n_samples = "all"
+    assert len(layerwise_forgetting.load_questions(args)[0]) == 400
+
+
 def test_help(capsys):
     with pytest.raises(SystemExit) as exc:
         layerwise_forgetting.main(["--help"])
