@@ -24,7 +24,8 @@ model forgets facts and benign-only fine-tuning "recovers" most of the hazard kn
 attack no longer separates relearning from generic disturbance.
 
 Recovery summaries need the base and filtered accuracies on the same questions: give
-``--base/--filtered`` (scored here) or ``--base-acc/--filtered-acc``.
+``--base/--filtered`` (scored here) or ``--base-acc/--filtered-acc``. Checkpoint numbers go to
+Weights & Biases when WANDB_API_KEY is set (silent otherwise).
 
 Example (tiny world):
     uv run relearn.py --model unlearned_models/tiny-base__grad_diff --attack hazard \\
@@ -35,6 +36,7 @@ Writes outputs/<model>/relearning/<attack>/:
     training_log.csv    one row per (seed, optimiser step): loss, gradient norm, learning rate
     summary.csv         recovery numbers per seed and for the seed-mean curve
     summary.json        the same with Student-t intervals over seeds, references and settings
+    reference.json      the base and filtered accuracies used, and where they came from
     recovery_curve.png  the curves (seed mean and 95 % band) with the base/filtered levels
     run_meta.json, _DONE.json
 """
@@ -177,7 +179,7 @@ def reference_accuracies(args, questions, device, eval_batch_size) -> dict:
     return refs
 
 
-def attack_one_seed(args, settings, seed, data, device, compute_dtype) -> tuple[list[dict], list[dict]]:
+def attack_one_seed(args, settings, seed, data, device, compute_dtype, tracker) -> tuple[list[dict], list[dict]]:
     """Fine-tune a fresh copy of the model with one seed; return (checkpoint rows, step log)."""
     import torch
 
@@ -218,6 +220,9 @@ def attack_one_seed(args, settings, seed, data, device, compute_dtype) -> tuple[
             }
         pending.clear()
         rows.append(row)
+        # No wandb step: it must increase monotonically, and every seed restarts at 0.
+        tracker.log({"seed": seed, "attack_step": step,
+                     **{k: row[k] for k in ("hazard_acc", "benign_acc", "retain_ppl", "train_loss")}})
 
     def on_step(record: dict) -> None:
         pending.append(record["loss"])
@@ -286,9 +291,10 @@ def run_attack(args, argv) -> int:
     import torch
 
     from brittle.evaluation import load_questions
-    from brittle.io import StepRun, write_csv, write_json, save_figure
+    from brittle.io import StepRun, model_slug, save_figure, write_csv, write_json
     from brittle.plotting.recovery import plot_recovery_curves
     from brittle.runtime import load_env, resolve_device, resolve_dtype
+    from brittle.tracking import start_run
 
     load_env()
     settings = resolve_settings(args)
@@ -317,14 +323,17 @@ def run_attack(args, argv) -> int:
     with run.timed("references"):
         refs = reference_accuracies(args, data["hazard"], device, args.eval_batch_size)
 
+    # wandb when WANDB_API_KEY is set (brittle.tracking), a silent null tracker otherwise.
+    tracker = start_run("relearn", name=f"{model_slug(args.model)}-{args.attack}", config=params)
     rows, logs = [], []
-    for seed in range(args.seed, args.seed + args.seeds):
-        print(f"[relearn] {args.model} attack={args.attack} seed={seed} steps={settings['steps']} "
-              f"lr={settings['lr']} batch={settings['batch_size']}{' lora' if args.lora else ''}")
-        with run.timed("attack"):
-            seed_rows, seed_log = attack_one_seed(args, settings, seed, data, device, compute_dtype)
-        rows += seed_rows
-        logs += seed_log
+    with tracker:
+        for seed in range(args.seed, args.seed + args.seeds):
+            print(f"[relearn] {args.model} attack={args.attack} seed={seed} steps={settings['steps']} "
+                  f"lr={settings['lr']} batch={settings['batch_size']}{' lora' if args.lora else ''}")
+            with run.timed("attack"):
+                seed_rows, seed_log = attack_one_seed(args, settings, seed, data, device, compute_dtype, tracker)
+            rows += seed_rows
+            logs += seed_log
 
     curve = pd.DataFrame(rows)
     table, summary = summarise(curve, refs, args, settings)

@@ -155,37 +155,50 @@ def activation_change(path: Path, model: str) -> dict:
 
 
 def row_space_selectivity(path: Path, model: str) -> dict:
-    """Step 11 ``row_space_projection/row_space_summary.csv``.
+    """Step 11 ``row_space_projection/row_space_projection.csv``, rows activations_of == "a" (the
+    base model's MLP-input activations: what the update was applied to).
 
-    rowspace_selectivity: forget / retain share of MLP-input activation energy on the top-k right
-        singular vectors of ΔW, pooled over MLP input matrices (> 1: the update reads directions
-        that forget text uses more than retain text).
+    rowspace_selectivity: pooled forget / retain share of MLP-input activation energy on the top-k
+        right singular vectors of ΔW: Σ w·fraction_forget / Σ w·fraction_retain over MLP input
+        matrices with w = dW_fro² (bigger updates weigh more). > 1: the update reads directions that
+        forget text uses more than retain text; 1: untargeted.
+    rowspace_frac_forget: the pooled forget fraction itself; rowspace_frac_random: mean k/d, what a
+        random k-dimensional subspace captures.
     """
-    df = read_table(path, ["selectivity"])
-    return {"rowspace_selectivity": float(df["selectivity"].iloc[0])}
+    df = read_table(path, ["activations_of", "dW_fro", "fraction_forget", "fraction_retain", "random_baseline"])
+    rows = df[df["activations_of"].astype(str) == "a"]
+    if rows.empty:
+        raise SchemaError(f"{path} has no rows with activations_of == 'a'")
+    w = rows["dW_fro"].to_numpy(dtype=float) ** 2
+    forget = float((w * rows["fraction_forget"]).sum() / w.sum()) if w.sum() > 0 else np.nan
+    retain = float((w * rows["fraction_retain"]).sum() / w.sum()) if w.sum() > 0 else np.nan
+    return {"rowspace_selectivity": forget / retain if retain else np.nan, "rowspace_frac_forget": forget,
+            "rowspace_frac_random": float(rows["random_baseline"].mean())}
 
 
 def lipschitz_change(path: Path, model: str) -> dict:
-    """Step 12 ``lipschitzness/lipschitz_summary.csv``.
+    """Step 12 ``lipschitzness/lipschitz_change.csv``, rows metric == "lipschitz".
 
-    lipschitz_change_forget / _retain: model B's local Lipschitz estimate over model A's (output
-        change per unit input change under ε-ball perturbations of the embeddings), on forget and
-        retain text. > 1 = rougher after the intervention.
+    lipschitz_change_forget / _retain: ratio_b_over_a, model B's mean local Lipschitz estimate
+        (output change per unit input change under ε-ball perturbations of the input embeddings) over
+        model A's, on forget and on retain text. > 1 = rougher after the intervention.
     """
-    df = read_table(path, ["split", "lipschitz_ratio"])
-    return {"lipschitz_change_forget": float(_one_row(df, path, split="forget")["lipschitz_ratio"]),
-            "lipschitz_change_retain": float(_one_row(df, path, split="retain")["lipschitz_ratio"])}
+    df = read_table(path, ["split", "metric", "ratio_b_over_a"])
+    df = df[df["metric"] == "lipschitz"]
+    return {"lipschitz_change_forget": float(_one_row(df, path, split="forget")["ratio_b_over_a"]),
+            "lipschitz_change_retain": float(_one_row(df, path, split="retain")["ratio_b_over_a"])}
 
 
 def probe_auc(path: Path, model: str) -> dict:
     """Step 13 ``linear_probes/probe_results.csv`` (per model).
 
     probe_auc_max: the highest held-out AUC of a forget-vs-retain logistic-regression probe over
-        layers; probe_best_layer: where it is reached.
+        layers; probe_best_layer: where it is reached; probe_auc_mean: the mean over layers.
     """
     df = read_table(path, ["layer", "auc"])
     best = df.loc[df["auc"].idxmax()]
-    return {"probe_auc_max": float(best["auc"]), "probe_best_layer": int(best["layer"])}
+    return {"probe_auc_max": float(best["auc"]), "probe_best_layer": int(best["layer"]),
+            "probe_auc_mean": float(df["auc"].mean())}
 
 
 def layerwise_pattern(path: Path, model: str) -> dict:
@@ -246,9 +259,9 @@ SOURCES = [
     Source("null_space_analysis", "comparison", "null_space_analysis/null_space_summary.csv", low_rank_energy),
     Source("mlp_nullspace", "comparison", "mlp_nullspace/mlp_nullspace_summary.csv", nullspace_fraction),
     Source("activation_stats", "comparison", "activation_stats/activation_stats.csv", activation_change),
-    Source("row_space_projection", "comparison", "row_space_projection/row_space_summary.csv",
+    Source("row_space_projection", "comparison", "row_space_projection/row_space_projection.csv",
            row_space_selectivity),
-    Source("lipschitzness", "comparison", "lipschitzness/lipschitz_summary.csv", lipschitz_change),
+    Source("lipschitzness", "comparison", "lipschitzness/lipschitz_change.csv", lipschitz_change),
     Source("linear_probes", "model", "linear_probes/probe_results.csv", probe_auc),
     Source("layerwise_forgetting", "layerwise", "regions.csv", layerwise_pattern),
     Source("evaluation", "model", "evaluation/summary.csv", evaluation),
