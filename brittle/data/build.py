@@ -1,0 +1,169 @@
+"""Assemble and write a ``data/<preset>/`` folder (the layout every later step reads).
+
+Each builder returns the folder's files as ``{relative path: text}`` plus a description of how it
+was made; :func:`write_folder` writes them atomically with a ``manifest.json`` of line counts and
+sha256 hashes. Nothing time- or machine-dependent goes into the files, so the same arguments give
+the same bytes.
+
+Layout (files a source cannot provide are absent and listed in the manifest's ``missing``)::
+
+    forget.txt, retain.txt                      one text per line
+    forget_qa.jsonl                             {"prompt", "answer", ...}: text = prompt + " " + answer
+    idk.txt                                     refusal answers, one per line
+    questions/{hazard,benign}_{eval,val}.jsonl  {"id", "question", "choices", "answer", ...}
+    attack/hazard_train.txt                     relearning text, disjoint from attack/hazard_eval.jsonl
+    attack/hazard_eval.jsonl, attack/benign_train.txt
+    corpus/full.txt, corpus/filtered.txt        pretraining corpora (synthetic only)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+from pathlib import Path
+
+from brittle.data import synthetic as syn
+from brittle.data.hub import jsonl_text
+from brittle.io import write_json, write_text
+
+LAYOUT = ["forget.txt", "retain.txt", "forget_qa.jsonl", "idk.txt",
+          "questions/hazard_eval.jsonl", "questions/hazard_val.jsonl",
+          "questions/benign_eval.jsonl", "questions/benign_val.jsonl",
+          "attack/hazard_train.txt", "attack/hazard_eval.jsonl", "attack/benign_train.txt"]
+
+
+def lines_text(lines: list[str]) -> str:
+    return "".join(" ".join(line.split()) + "\n" for line in lines)
+
+
+def synthetic_files(seed: int = 0, n_scored: int = 40, n_format: int = 40,
+                    filler_per_word: int = 3) -> tuple[dict[str, str], dict]:
+    """The tiny world (see :mod:`brittle.data.synthetic`)."""
+    world = syn.build_world(seed, n_scored, n_format, filler_per_word)
+    rng = random.Random(seed + 1)
+    hazard = [f for f in world.facts if f.domain == "hazard" and f.role == "scored"]
+    benign = [f for f in world.facts if f.domain == "benign" and f.role == "scored"]
+    train_t = list(range(syn.N_TRAIN_TEMPLATES))
+
+    def sentences(facts):
+        out = [s for f in facts for s in syn.fact_sentences(world, f, train_t)]
+        rng.shuffle(out)  # consumers that take the first N lines get every entity and relation
+        return out
+
+    qa = [{"prompt": syn.cloze_prompt(t, f.entity), "answer": f.value, "relation": f.relation,
+           "entity": f.entity, "subset": f.subset}
+          for f in hazard for t in world.templates("hazard", f.relation)[: syn.N_TRAIN_TEMPLATES]]
+    rng.shuffle(qa)
+    benign_entities = sorted({f.entity for f in benign}, key=[f.entity for f in benign].index)
+    control = set(benign_entities[: len(benign_entities) // 2])
+    q = syn.questions
+    files = {
+        "corpus/full.txt": lines_text(syn.corpus(world, True, seed)),
+        "corpus/filtered.txt": lines_text(syn.corpus(world, False, seed)),
+        "forget.txt": lines_text(sentences(hazard)),
+        "retain.txt": lines_text(sentences(benign)),
+        "forget_qa.jsonl": jsonl_text(qa),
+        "idk.txt": lines_text(world.idk),
+        "questions/hazard_eval.jsonl": jsonl_text(q(world, "hazard", syn.EVAL_TEMPLATES, seed)),
+        "questions/hazard_val.jsonl": jsonl_text(q(world, "hazard", (syn.VAL_TEMPLATE,), seed)),
+        "questions/benign_eval.jsonl": jsonl_text(q(world, "benign", syn.EVAL_TEMPLATES, seed)),
+        "questions/benign_val.jsonl": jsonl_text(q(world, "benign", (syn.VAL_TEMPLATE,), seed)),
+        "attack/hazard_train.txt": lines_text(sentences([f for f in hazard if f.subset == "A"])),
+        "attack/hazard_eval.jsonl": jsonl_text(q(world, "hazard", syn.EVAL_TEMPLATES, seed, subset="B")),
+        "attack/benign_train.txt": lines_text(sentences([f for f in benign if f.entity in control])),
+        "facts.csv": _facts_csv(world),
+    }
+    info = {"source": "synthetic", "seed": seed,
+            "sizes": {"n_scored": n_scored, "n_format": n_format, "filler_per_word": filler_per_word},
+            "templates": {"train": train_t, "val": [syn.VAL_TEMPLATE], "eval": list(syn.EVAL_TEMPLATES)},
+            "split": "hazard scored entities: first half subset A (attack/hazard_train.txt), second half "
+                     "subset B (attack/hazard_eval.jsonl); format entities are trained on all templates "
+                     "and never scored"}
+    return files, info
+
+
+def _facts_csv(world: syn.World) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["domain", "entity", "relation", "value", "role", "subset"])
+    for f in world.facts:
+        writer.writerow([f.domain, f.entity, f.relation, f.value, f.role, f.subset])
+    return buf.getvalue()
+
+
+def hf_files(seed: int = 0, eval_fraction: float = 0.5, n_val: int = 200, max_retain: int = 1000,
+             wikitext_split: str = "test", wmdp_dir=None, wikitext_dir=None,
+             forget_corpus: bool = False, forget_corpus_dir=None, max_forget_docs: int = 1000
+             ) -> tuple[dict[str, str], dict]:
+    """deep-ignorance data: WMDP-Bio questions split into a forget part and a held-out evaluation
+    part; retain text from WikiText-2."""
+    from brittle.data import wikitext, wmdp
+
+    questions = wmdp.load_wmdp_bio(wmdp_dir)
+    forget_part, heldout = wmdp.split_questions(questions, eval_fraction, seed)
+    val = random.Random(seed + 2).sample(forget_part, min(n_val, len(forget_part)))
+    val.sort(key=lambda r: int(r["id"].rsplit("-", 1)[1]))
+    forget_lines = [wmdp.question_text(r) for r in forget_part]
+    if forget_corpus:
+        forget_lines = wmdp.load_forget_corpus(max_forget_docs, forget_corpus_dir)
+    paras = wikitext.paragraphs(wikitext.load_wikitext(wikitext_split, wikitext_dir))
+    files = {
+        "forget.txt": lines_text(forget_lines),
+        "retain.txt": lines_text(paras[:max_retain]),
+        "forget_qa.jsonl": jsonl_text({"prompt": r["question"], "answer": r["choices"][r["answer"]],
+                                       "id": r["id"]} for r in forget_part),
+        "idk.txt": lines_text(syn.IDK_ANSWERS),
+        "questions/hazard_eval.jsonl": jsonl_text(heldout),
+        "questions/hazard_val.jsonl": jsonl_text(val),
+        "attack/hazard_train.txt": lines_text([wmdp.question_text(r) for r in forget_part]),
+        "attack/hazard_eval.jsonl": jsonl_text(heldout),
+        "attack/benign_train.txt": lines_text(paras[max_retain: 2 * max_retain]),
+    }
+    info = {"source": "hf", "seed": seed,
+            "sizes": {"eval_fraction": eval_fraction, "n_val": n_val, "max_retain": max_retain,
+                      "wikitext_split": wikitext_split, "max_forget_docs": max_forget_docs},
+            "forget_text": "cais/wmdp-bio-forget-corpus" if forget_corpus else "WMDP-Bio forget-part questions",
+            "split": {"wmdp_bio_questions": len(questions), "forget_part": len(forget_part),
+                      "heldout_eval": len(heldout), "val_from_forget_part": len(val),
+                      "heldout_ids": [r["id"] for r in heldout]},
+            "note": "no benign multiple-choice source: questions/benign_*.jsonl are absent"}
+    return files, info
+
+
+def tofu_files(tofu_dir=None, forget: str = "forget10", retain: str = "retain90",
+               holdout: str = "holdout10", max_retain: int | None = None) -> tuple[dict[str, str], dict]:
+    """TOFU: forget/retain text from the QA pairs, the IdkDPO refusals, the raw QA files."""
+    from brittle.data import tofu
+
+    f_rows, r_rows, h_rows = (tofu.load_tofu(c, tofu_dir) for c in (forget, retain, holdout))
+    r_text = [tofu.qa_text(r) for r in r_rows][:max_retain]
+    files = {
+        "forget.txt": lines_text([tofu.qa_text(r) for r in f_rows]),
+        "retain.txt": lines_text(r_text),
+        "forget_qa.jsonl": jsonl_text({"prompt": r["question"], "answer": r["answer"]} for r in f_rows),
+        "idk.txt": lines_text(tofu.load_idk(tofu_dir)),
+        f"qa/{forget}.jsonl": jsonl_text({"question": r["question"], "answer": r["answer"]} for r in f_rows),
+        f"qa/{retain}.jsonl": jsonl_text({"question": r["question"], "answer": r["answer"]} for r in r_rows),
+        f"qa/{holdout}.jsonl": jsonl_text({"question": r["question"], "answer": r["answer"]} for r in h_rows),
+    }
+    info = {"source": "tofu", "configs": {"forget": forget, "retain": retain, "holdout": holdout},
+            "sizes": {"max_retain": max_retain},
+            "note": "TOFU has no multiple-choice questions: questions/ and attack/ are absent"}
+    return files, info
+
+
+def write_folder(outdir: str | Path, files: dict[str, str], info: dict) -> dict:
+    """Write every file atomically, then ``manifest.json`` (counts, hashes, how it was made)."""
+    outdir = Path(outdir)
+    for rel, text in sorted(files.items()):
+        write_text(outdir / rel, text)
+    manifest = {
+        **info,
+        "files": {rel: {"lines": text.count("\n"), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+                  for rel, text in sorted(files.items())},
+        "missing": [rel for rel in LAYOUT if rel not in files],
+    }
+    write_json(outdir / "manifest.json", manifest)
+    return manifest

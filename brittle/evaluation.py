@@ -1,0 +1,232 @@
+"""Knowledge and capability metrics: multiple-choice accuracy (cloze and MCQA) and perplexity.
+
+Two multiple-choice forms, as deep-ignorance reports them:
+
+* **cloze**: each choice is scored on its own as a continuation of the question alone; the
+  prediction is the choice with the highest length-normalised log-likelihood (lm-evaluation-harness
+  ``acc_norm``: log-likelihood divided by the continuation's length in characters, by default).
+  Small models can answer in this form.
+* **MCQA**: the question and all four lettered choices are in the prompt and the continuations
+  ``" A"`` .. ``" D"`` are scored, exactly the prompt of lm-evaluation-harness's ``wmdp_bio`` task.
+
+Questions are dicts ``{"id", "question", "choices": [4 str], "answer": int, ...}`` (JSON Lines).
+Log-likelihoods follow lm-evaluation-harness: the context and ``context + continuation`` are
+encoded together and the continuation is what follows the context's tokens, so a BPE merge across
+the boundary cannot shift the split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+LETTERS = ("A", "B", "C", "D")
+MCQA_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
+
+
+def load_questions(path: str | Path, ids: Sequence[str] | None = None) -> list[dict]:
+    """Read a JSON Lines question file; keep only ``ids`` (in file order) when given."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    for i, row in enumerate(rows):
+        row.setdefault("id", str(i))
+        if len(row.get("choices", [])) < 2 or not 0 <= int(row.get("answer", -1)) < len(row["choices"]):
+            raise ValueError(f"{path}: question {row['id']} needs choices and an answer index")
+    if ids is not None:
+        wanted = {str(i) for i in ids}
+        rows = [r for r in rows if str(r["id"]) in wanted]
+    return rows
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Question ids, one per line (a subset such as deep-ignorance's Robust MCQA list), or a JSON list."""
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if text.startswith("["):
+        return [str(x) for x in json.loads(text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    # lm-evaluation-harness: a trailing space of the context belongs to the continuation.
+    n_spaces = len(context) - len(context.rstrip(" "))
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tokenizer(context + continuation)["input_ids"]
+    ctx = tokenizer(context)["input_ids"]
+    return whole[: len(ctx)], whole[len(ctx):]
+
+
+@torch.no_grad()
+def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 16,
+                          max_length: int | None = None, progress: bool = False,
+                          desc: str = "log-likelihood") -> list[tuple[float, int]]:
+    """``[(sum of log p(continuation token | everything before), n continuation tokens)]``.
+
+    Natural log, float64 sums of float32 log-softmax. Sequences longer than ``max_length`` lose
+    context tokens on the left; the continuation is always kept whole.
+    """
+    from tqdm.auto import tqdm
+
+    device = _device_of(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    encoded = []
+    for context, continuation in pairs:
+        ctx, cont = _encode_pair(tokenizer, context, continuation)
+        if not cont:
+            raise ValueError(f"empty continuation for context {context[:60]!r}")
+        seq = ctx + cont
+        if max_length and len(seq) > max_length:
+            seq = seq[-max_length:]
+        encoded.append((seq, len(cont)))
+    # Longest first: fewer padded positions per batch, and an out-of-memory error shows up at once.
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress):
+        idx = order[start:start + batch_size]
+        width = max(len(encoded[i][0]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            seq = encoded[i][0]
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logp = F.log_softmax(logits.float(), dim=-1)
+        for row, i in enumerate(idx):
+            seq, n_cont = encoded[i]
+            length = len(seq)
+            targets = torch.tensor(seq[length - n_cont:], device=device)
+            # logits at position t predict token t+1
+            picked = logp[row, length - n_cont - 1: length - 1].gather(-1, targets[:, None])
+            out[i] = (float(picked.double().sum()), n_cont)
+    return out
+
+
+def cloze_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 16,
+                 normalization: str = "chars", max_length: int | None = None,
+                 progress: bool = True) -> pd.DataFrame:
+    """Cloze scoring, one row per question.
+
+    Each choice c is scored as ``ll(" " + c | question)`` divided by its length (``chars``: the
+    number of characters of ``" " + c``, lm-evaluation-harness ``acc_norm``; ``tokens``: the number
+    of continuation tokens; ``none``: raw log-likelihood). Columns: id, answer, prediction, correct,
+    loglik_0..3 (nats), score_0..3 (normalised), plus domain/relation/subset when present.
+    """
+    if normalization not in {"chars", "tokens", "none"}:
+        raise ValueError(f"normalization must be chars, tokens or none, not {normalization!r}")
+    pairs = [(q["question"], " " + str(c)) for q in questions for c in q["choices"]]
+    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "cloze")
+    rows, k = [], 0
+    for q in questions:
+        n = len(q["choices"])
+        ll = [lls[k + j][0] for j in range(n)]
+        if normalization == "chars":
+            score = [ll[j] / len(pairs[k + j][1]) for j in range(n)]
+        elif normalization == "tokens":
+            score = [ll[j] / lls[k + j][1] for j in range(n)]
+        else:
+            score = list(ll)
+        k += n
+        rows.append(_row(q, score, ll))
+    return pd.DataFrame(rows)
+
+
+def mcqa_prompt(question: dict, subject: str = "biology") -> str:
+    """The lm-evaluation-harness ``wmdp_bio`` prompt: header, question, lettered choices, 'Answer:'."""
+    lines = [question["question"].strip()]
+    lines += [f"{letter}. {choice}" for letter, choice in zip(LETTERS, question["choices"])]
+    return MCQA_HEADER.format(subject=question.get("subject", subject)) + "\n".join(lines) + "\nAnswer:"
+
+
+def mcqa_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 16,
+                subject: str = "biology", max_length: int | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """MCQA scoring, one row per question: the letter with the highest log-likelihood wins.
+    Columns as :func:`cloze_scores` (score = loglik)."""
+    pairs, sizes = [], []
+    for q in questions:
+        prompt = mcqa_prompt(q, subject)
+        letters = LETTERS[: len(q["choices"])]
+        pairs += [(prompt, f" {letter}") for letter in letters]
+        sizes.append(len(letters))
+    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "mcqa")
+    rows, k = [], 0
+    for q, n in zip(questions, sizes):
+        ll = [lls[k + j][0] for j in range(n)]
+        k += n
+        rows.append(_row(q, ll, ll))
+    return pd.DataFrame(rows)
+
+
+def _row(q: dict, score: list[float], ll: list[float]) -> dict:
+    pred = int(np.argmax(score))
+    row = {"id": q["id"], "answer": int(q["answer"]), "prediction": pred, "correct": pred == int(q["answer"])}
+    for key in ("domain", "relation", "subset", "template"):
+        if key in q:
+            row[key] = q[key]
+    for j, (s, v) in enumerate(zip(score, ll)):
+        row[f"loglik_{j}"] = v
+        row[f"score_{j}"] = s
+    return row
+
+
+def cloze_accuracy(model, tokenizer, questions: Sequence[dict], **kwargs) -> float:
+    """Fraction of questions answered correctly in cloze form (chance 1/4)."""
+    return float(cloze_scores(model, tokenizer, questions, **kwargs)["correct"].mean())
+
+
+def mcqa_accuracy(model, tokenizer, questions: Sequence[dict], **kwargs) -> float:
+    """Fraction of questions answered correctly in MCQA form (chance 1/4)."""
+    return float(mcqa_scores(model, tokenizer, questions, **kwargs)["correct"].mean())
+
+
+@torch.no_grad()
+def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 8,
+             progress: bool = False) -> tuple[float, int]:
+    """``(total NLL in nats, number of predicted tokens)`` over ``texts``.
+
+    Each text is truncated to ``max_length`` tokens; every token after the first is predicted;
+    padding is masked out of both sums.
+    """
+    from tqdm.auto import tqdm
+
+    device = _device_of(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    texts = [t for t in texts if t.strip()]
+    total, count = 0.0, 0
+    for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
+        enc = [tokenizer(t)["input_ids"][:max_length] for t in texts[start:start + batch_size]]
+        width = max(len(e) for e in enc)
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for row, e in enumerate(enc):
+            ids[row, : len(e)] = torch.tensor(e)
+            mask[row, : len(e)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        keep = mask[:, 1:].bool()
+        total += float(nll[keep].double().sum())
+        count += int(keep.sum())
+    return total, count
+
+
+def retain_perplexity(model, tokenizer, texts: Sequence[str], max_length: int = 512,
+                      batch_size: int = 8, progress: bool = True) -> float:
+    """Per-token perplexity ``exp(total NLL / predicted tokens)`` on ``texts`` (padding masked)."""
+    total, count = text_nll(model, tokenizer, texts, max_length, batch_size, progress)
+    if count == 0:
+        raise ValueError("no tokens to score: texts are empty or one token long")
+    return math.exp(total / count)

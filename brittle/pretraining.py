@@ -1,0 +1,166 @@
+"""Small causal-LM training: from-scratch GPT-NeoX pretraining and short fine-tuning runs.
+
+:func:`train_causal_lm` is one loop for both uses: packed blocks of a corpus (pretraining) or one
+padded example per text (fine-tuning, e.g. a relearning attack). AdamW on float32 master weights
+(a bf16 update below bf16 resolution would round to zero), linear warm-up then cosine decay,
+gradient clipping, and a seeded batch order, so one seed gives one result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+
+def gpt_neox_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4,
+                    intermediate: int | None = None, max_positions: int = 128,
+                    bos_token_id: int | None = None, eos_token_id: int | None = None,
+                    pad_token_id: int | None = None):
+    """A GPT-NeoX config (the Pythia / deep-ignorance family) with untied embeddings."""
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                         num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
+                         max_position_embeddings=max_positions, tie_word_embeddings=False,
+                         bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
+def init_model(config, seed: int) -> nn.Module:
+    """A randomly initialised causal LM; one seed gives bit-identical weights (base and filtered
+    start from the same point when their configs match)."""
+    from transformers import AutoModelForCausalLM
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(config)
+    finally:
+        torch.random.set_rng_state(state)
+    return model
+
+
+def pack_texts(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:
+    """Tokenise ``texts``, join them with EOS and cut the stream into blocks.
+
+    Returns int64 ``[n_blocks, seq_len]``; the incomplete tail block is dropped.
+    """
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    stream = [t for seq in ids for t in (*seq, eos)]
+    n_blocks = len(stream) // seq_len
+    if n_blocks == 0:
+        raise ValueError(f"corpus has {len(stream)} tokens, fewer than one block of {seq_len}")
+    return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+
+
+def pad_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One example per text (EOS appended, truncated to ``max_length``), right-padded.
+
+    Returns ``(input_ids, attention_mask)``, both int64 ``[len(texts), longest]``.
+    """
+    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+    seqs = [(s + [eos])[:max_length] for s in ids]
+    width = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        input_ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return input_ids, mask
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio * lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    """``steps`` index batches drawn epoch by epoch from seeded permutations (no replacement
+    within an epoch)."""
+    order = torch.empty(0, dtype=torch.long)
+    for _ in range(steps):
+        while len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(n, generator=generator)])
+        yield order[:batch_size]
+        order = order[batch_size:]
+
+
+def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: int, lr: float,
+                    batch_size: int = 32, seed: int = 0, seq_len: int = 64, packing: bool = True,
+                    warmup: int | None = None, min_lr_ratio: float = 0.1, weight_decay: float = 0.01,
+                    grad_clip: float = 1.0, device: torch.device | str | None = None,
+                    amp_dtype: torch.dtype | None = None, progress: bool = True,
+                    desc: str = "train", log_every: int = 1) -> pd.DataFrame:
+    """Train ``model`` in place with next-token cross-entropy on ``texts``.
+
+    packing=True: texts joined with EOS and cut into ``seq_len`` blocks (pretraining);
+    packing=False: one right-padded example per text, padding excluded from the loss (fine-tuning).
+    ``amp_dtype`` (e.g. torch.bfloat16 on a GPU) runs forward/backward under autocast while the
+    weights and AdamW state stay in the model's own dtype (keep it float32).
+    Returns a DataFrame with one row per logged step: step (1-based), loss (mean nats per
+    predicted token), lr, tokens (predicted tokens so far).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if packing:
+        data = pack_texts(tokenizer, texts, seq_len)
+        mask = torch.ones_like(data)
+    else:
+        data, mask = pad_texts(tokenizer, texts, seq_len)
+    warmup = max(1, steps // 20) if warmup is None else max(1, warmup)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    rows, seen = [], 0
+    bar = tqdm(_batches(len(data), batch_size, steps, gen), total=steps, desc=desc, disable=not progress)
+    for step, idx in enumerate(bar):
+        current_lr = lr_at(step, steps, lr, warmup, min_lr_ratio)
+        for group in opt.param_groups:
+            group["lr"] = current_lr
+        input_ids, attn = data[idx].to(device), mask[idx].to(device)
+        labels = input_ids.masked_fill(attn == 0, -100)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        seen += int((labels[:, 1:] != -100).sum())
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step + 1}; lower the learning rate")
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            rows.append({"step": step + 1, "loss": value, "lr": current_lr, "tokens": seen})
+        bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+    model.eval()
+    return pd.DataFrame(rows, columns=["step", "loss", "lr", "tokens"])
+
+
+def auto_threads(requested: str | int = "auto") -> int:
+    """Torch CPU threads for training: ``auto`` gives all cores on an idle machine and one thread
+    when the load average says the cores are busy (measured on a shared 2-core CPU: with other
+    jobs running, 2 spinning OpenMP threads were 4x slower per step than 1)."""
+    import os
+
+    if str(requested) != "auto":
+        return max(1, int(requested))
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return cores
+    return cores if load < 0.5 * cores else max(1, cores - int(round(load)))
