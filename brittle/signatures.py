@@ -221,14 +221,28 @@ def layerwise_pattern(path: Path, model: str) -> dict:
 # --- knowledge and brittleness ------------------------------------------------------------------
 
 def evaluation(path: Path, model: str) -> dict:
-    """``evaluation/summary.csv`` (evaluate.py): cloze accuracy on the hazard and benign evaluation
-    questions and retain perplexity of the model as it is (no attack)."""
-    df = read_table(path, ["dataset", "metric", "value"])
+    """evaluate.py ``evaluation/accuracy.csv`` and the ``summary.json`` beside it, the model as it
+    is (no attack), on the evaluation split.
+
+    eval_hazard_acc / eval_benign_acc: cloze accuracy on hazard_eval / benign_eval (chance 0.25);
+    eval_hazard_mcqa: MCQA accuracy on hazard_eval where it was computed; eval_retain_ppl: retain
+    perplexity (summary.json ``retain_perplexity``).
+    """
+    import json
+
+    df = read_table(path, ["question_set", "format", "accuracy"])
     out = {}
-    for key, dataset, metric in (("eval_hazard_acc", "hazard", "cloze_acc"), ("eval_benign_acc", "benign", "cloze_acc"),
-                                 ("eval_retain_ppl", "retain", "perplexity")):
-        sel = df[(df["dataset"] == dataset) & (df["metric"] == metric)]
-        out[key] = float(sel["value"].iloc[0]) if len(sel) else np.nan
+    for key, qset, fmt in (("eval_hazard_acc", "hazard_eval", "cloze"), ("eval_benign_acc", "benign_eval", "cloze"),
+                           ("eval_hazard_mcqa", "hazard_eval", "mcqa")):
+        sel = df[(df["question_set"] == qset) & (df["format"] == fmt)]
+        out[key] = float(sel["accuracy"].iloc[0]) if len(sel) else np.nan
+    summary = Path(path).with_name("summary.json")
+    if not summary.is_file():
+        raise MissingSource(summary)
+    data = json.loads(summary.read_text())
+    if "retain_perplexity" not in data:
+        raise SchemaError(f"{summary} lacks key retain_perplexity")
+    out["eval_retain_ppl"] = float(data["retain_perplexity"]) if data["retain_perplexity"] is not None else np.nan
     return out
 
 
@@ -264,7 +278,7 @@ SOURCES = [
     Source("lipschitzness", "comparison", "lipschitzness/lipschitz_change.csv", lipschitz_change),
     Source("linear_probes", "model", "linear_probes/probe_results.csv", probe_auc),
     Source("layerwise_forgetting", "layerwise", "regions.csv", layerwise_pattern),
-    Source("evaluation", "model", "evaluation/summary.csv", evaluation),
+    Source("evaluation", "model", "evaluation/accuracy.csv", evaluation),
 ]
 
 

@@ -6,6 +6,7 @@ be named as missing.
 """
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -66,6 +67,12 @@ def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None)
         {"layer": layer, "split": split, "model_a_norm_L1": 10.0, "model_a_norm_L2": 2.0, "model_b_norm_L1": 10.0,
          "model_b_norm_L2": 2.0, "mean_dh_L1": 1.0, "mean_dh_L2": 0.2 if split == "forget" else 0.1}
         for layer in range(4) for split in ("forget", "retain")]))
+    if role == "filtered" or slug.endswith("__ga"):  # evaluate.py's files, for two models only
+        _write(root / slug / "evaluation" / "accuracy.csv", pd.DataFrame([
+            {"question_set": qs, "format": fmt, "n_questions": 400, "accuracy": acc, "stderr": 0.02, "chance": 0.25}
+            for qs, acc in (("hazard_eval", 0.26), ("benign_eval", 0.97)) for fmt in ("cloze", "mcqa")]))
+        (root / slug / "evaluation" / "summary.json").write_text(json.dumps(
+            {"model": slug, "accuracy": {}, "retain_perplexity": 12.5, "retain_tokens": 1000}))
     # relearning: the hazard attack at the planted speed, the benign attack at a tenth of it
     for attack, s in (("hazard", speed), ("benign", speed / 10)):
         acc = _curve(s)
@@ -126,6 +133,8 @@ def test_report_builds_names_missing_steps_and_planted_verdicts(tree):
     # steps never run for any model are named too (row-space projection, Lipschitz, probes, evaluation)
     for step in ("row_space_projection", "lipschitzness", "linear_probes", "evaluation"):
         assert f"**{step}**" in missing
+    evaluation_line = missing.split("**evaluation**")[1].split("\n")[0]
+    assert "`npo`" in evaluation_line and "`ga`" not in evaluation_line and "`filtered`" not in evaluation_line
     assert "other-base" not in text
     preds = pd.read_csv(tree / "outputs" / "report_predictions.csv").set_index("prediction")
     assert preds.loc["small", "verdict"] == "held"
@@ -173,7 +182,7 @@ def test_spearman_exact_p_equals_enumerated_permutations(seed):
 
 
 def test_signature_readers_match_hand_computation(tree):
-    from brittle.signatures import activation_change, mlp_attn_share, param_magnitude
+    from brittle.signatures import activation_change, evaluation, mlp_attn_share, param_magnitude
 
     comp = tree / "outputs" / f"{BASE}__vs__{BASE}__ga"
     mag = param_magnitude(comp / "param_stats" / "per_layer.csv", "x")
@@ -182,6 +191,8 @@ def test_signature_readers_match_hand_computation(tree):
     e = np.array([0.5, 0.3, 0.2])
     assert mag["layer_spread"] == pytest.approx(e.sum() ** 2 / (3 * (e ** 2).sum()))
     assert mlp_attn_share(comp / "mlp_attn_analysis" / "mlp_attn_summary.csv", "x")["attn_share"] == pytest.approx(0.5)
+    ev = evaluation(tree / "outputs" / f"{BASE}__ga" / "evaluation" / "accuracy.csv", "x")
+    assert ev == {"eval_hazard_acc": 0.26, "eval_benign_acc": 0.97, "eval_hazard_mcqa": 0.26, "eval_retain_ppl": 12.5}
     act = activation_change(comp / "activation_stats" / "activation_stats.csv", "x")
     assert act["act_change_forget"] == pytest.approx(0.1) and act["act_change_selectivity"] == pytest.approx(2.0)
 
