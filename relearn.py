@@ -149,6 +149,18 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
     return lines[:limit] if limit else lines
 
 
+def weights_fingerprint(model: str) -> str | None:
+    """Names, sizes and modification times of a local folder's safetensors (cheap even for a 6.9B
+    model, unlike hashing them); None for a Hub id, whose revision is in the params instead."""
+    import hashlib
+
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.glob("*.safetensors"))]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 def attach_lora(model, rank: int, alpha: float):
     """Wrap ``model`` with LoRA adapters on every linear layer but the output head (peft)."""
     from peft import LoraConfig, get_peft_model
@@ -291,7 +303,7 @@ def run_attack(args, argv) -> int:
     import torch
 
     from brittle.evaluation import load_questions
-    from brittle.io import StepRun, model_slug, save_figure, write_csv, write_json
+    from brittle.io import StepRun, file_digest, model_slug, save_figure, write_csv, write_json
     from brittle.plotting.recovery import plot_recovery_curves
     from brittle.runtime import load_env, resolve_device, resolve_dtype
     from brittle.tracking import start_run
@@ -301,6 +313,11 @@ def run_attack(args, argv) -> int:
     outdir = cli.step_dir(args, f"relearning/{args.attack}", args.model)
     params = {k: v for k, v in vars(args).items() if k not in {"output_root", "eval_batch_size"}}
     params.update({k: str(v) if isinstance(v, Path) else v for k, v in settings.items()})
+    # A model retrained under the same folder, or regenerated data, must not be skipped as done.
+    params["weights"] = {role: weights_fingerprint(m) for role, m in
+                         (("model", args.model), ("base", args.base), ("filtered", args.filtered)) if m}
+    params["data_sha256"] = {k: file_digest(settings[k]) for k in ("train_file", "eval_file", "benign_file",
+                                                                    "retain_file") if settings[k].is_file()}
     run = StepRun(outdir, params, argv)
     if run.should_skip(args.force):
         return 0

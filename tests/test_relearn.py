@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,12 @@ def test_relearn_main_writes_curve_and_summary_consistent_with_recovery(world, t
     assert _run(world, "--steps", "2", "--batch-size", "2", "--lr", "1e-3", "--seeds", "2",
                 "--base-acc", "1.0", "--filtered-acc", "0.25", outdir=out) == 0
     assert (out / "curve.csv").stat().st_mtime_ns == stamp
+    # the same folder holding retrained weights (new mtime) is recomputed, not skipped
+    weights = next(world["model"].glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert _run(world, "--steps", "2", "--batch-size", "2", "--lr", "1e-3", "--seeds", "2",
+                "--base-acc", "1.0", "--filtered-acc", "0.25", outdir=out) == 0
+    assert (out / "curve.csv").stat().st_mtime_ns != stamp
 
 
 def test_training_on_the_scored_facts_teaches_them(world, tmp_path):
