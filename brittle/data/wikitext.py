@@ -21,7 +21,8 @@ def load_wikitext(split: str = "test", local_dir: str | Path | None = None) -> l
         path = Path(local_dir) / _FILES[split]
         if not path.is_file():
             raise UserError(f"{path} not found (offline WikiText-2 needs {_FILES[split]})")
-        return path.read_text(encoding="utf-8").split("\n")
+        rows = path.read_text(encoding="utf-8").split("\n")
+        return rows[:-1] if rows and rows[-1] == "" else rows  # the final newline ends the last row
     return [row["text"] for row in load_hub_rows("Salesforce/wikitext", "wikitext-2-raw-v1", split)]
 
 
