@@ -9,7 +9,8 @@ model it was unlearned from (fine-tuned on the facts) and with a reference that 
         --tofu-dir data/tofu/qa --n-samples all
     # Tiny world: filtered = reference, base = fine-tuned, every unlearned model of the base at once
     uv run layerwise_forgetting.py --reference models/tiny/tiny-filtered --finetuned models/tiny/tiny-base \\
-        --unlearned unlearned_models/tiny-base__* --questions data/tiny/questions/hazard_eval.jsonl --n-samples all
+        --unlearned unlearned_models/tiny-base__* --questions data/tiny/questions/hazard_eval.jsonl \
+        --n-samples all --template "{question}"
 
 Every prompt ("Answer briefly: <question>", through the chat template when the tokenizer has one)
 is tokenized once and fed to every model; each model's hidden states (0 = embeddings, i = output of

@@ -19,6 +19,10 @@ _QUADRANTS = ((0.25, 0.75, "OBFUSCATION\nearly kept, late hidden", "tab:red"),
               (0.75, 0.25, "MIXED\nearly moved, late kept", "tab:gray"))
 
 
+def _layer_span(first: int, last: int) -> str:
+    return f"layer {first}" if first == last else f"layers {first}-{last}"
+
+
 def plot_layerwise(per_layer: pd.DataFrame, regions: pd.DataFrame, model: str, title: str | None = None):
     """Figure for ``model`` (a value of the ``unlearned_model`` column of both tables)."""
     import matplotlib
@@ -67,7 +71,8 @@ def plot_layerwise(per_layer: pd.DataFrame, regions: pd.DataFrame, model: str, t
     high = rg.loc[list(REGIONS), "ci_high"].to_numpy()
     ax.errorbar(range(1, 4), est, yerr=[est - low, high - est], fmt="D", color="black", capsize=5,
                 label="region ratio, 95 % bootstrap CI")
-    ax.set_xticks(range(1, 4), [f"{n}\n(layers {rg.loc[n, 'first_layer']}-{rg.loc[n, 'last_layer']})" for n in REGIONS])
+    ax.set_xticks(range(1, 4), [f"{n}\n({_layer_span(rg.loc[n, 'first_layer'], rg.loc[n, 'last_layer'])})"
+                                for n in REGIONS])
     ax.axhline(0.5, color="red", ls="--", lw=1.5)
     ax.set(ylabel="forgetting ratio", ylim=(0, 1), title="Forgetting ratio by region")
     ax.legend(fontsize=8, loc="lower right")
