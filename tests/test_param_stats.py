@@ -171,8 +171,8 @@ def test_spectral_norm_converges_on_flat_spectra():
     for shape in [(300, 120), (120, 300), (200, 200)]:
         w = torch.randn(*shape, generator=gen)
         exact = float(np.linalg.svd(w.double().numpy(), compute_uv=False)[0])
-        assert linalg.spectral_norm(w) == pytest.approx(exact, rel=1e-5)
-        assert linalg.spectral_norm(w, exact_below=0) == pytest.approx(exact, rel=1e-5)
+        assert linalg.spectral_norm(w) == pytest.approx(exact, rel=5e-5)        # the tol/2 bound
+        assert linalg.spectral_norm(w, exact_below=0) == pytest.approx(exact, rel=5e-5)
     assert linalg.spectral_norm(torch.zeros(50, 40)) == 0.0
 
 

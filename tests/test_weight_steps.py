@@ -113,12 +113,12 @@ def test_sample_names_is_seeded_and_keeps_disk_order():
 
 def test_random_subspace_baseline_matches_scipy_monte_carlo():
     d, k = 40, 5
-    base = subspaces.random_subspace_baseline(d, k, draws=200)
+    base = subspaces.random_subspace_baseline(d, k, draws=100)
     rng = np.random.default_rng(123)          # independent draws, scipy's angles
     geo = [np.sqrt((scipy.linalg.subspace_angles(np.linalg.qr(rng.standard_normal((d, k)))[0],
                                                  np.linalg.qr(rng.standard_normal((d, k)))[0]) ** 2).sum())
-           for _ in range(200)]
-    assert base.geodesic == pytest.approx(np.mean(geo), rel=0.03)
+           for _ in range(100)]
+    assert base.geodesic == pytest.approx(np.mean(geo), rel=0.05)
     assert base.mean_cos2 == k / d
     assert base.chordal <= base.geodesic <= np.sqrt(k) * np.pi / 2
 
