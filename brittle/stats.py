@@ -73,7 +73,13 @@ def covariance_from_sums(count, total: torch.Tensor, sq: torch.Tensor, ddof: int
 
 
 def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) int matrix: row b counts how often each of n units is drawn in replicate b."""
+    """(n_boot, n) matrix: row b counts how often each of n units is drawn in replicate b.
+
+    With fewer than 2 units there is nothing to resample: the rows are NaN, so every interval
+    computed from them is NaN rather than a zero-width interval that looks like certainty.
+    """
+    if n < 2:
+        return np.full((n_boot, n), np.nan)
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
 
