@@ -65,8 +65,10 @@ RETAIN_TEXT = "retain.txt"
 # Attack hyperparameters per preset (flags override). deep-ignorance: O'Brien et al. 2025,
 # "Deep Ignorance", tampering attacks (AdamW, lr 2e-5, batch 16). Presets not listed use those.
 PRESET_DEFAULTS = {
-    "tiny": {"lr": 3e-4, "batch_size": 16, "steps": 100, "max_length": 64},
-    "deep-ignorance": {"lr": 2e-5, "batch_size": 16, "steps": 1000, "max_length": 512},
+    # eval_batch_size: questions per scoring forward pass. Tiny models are dominated by per-call
+    # overhead (512 is 5x cheaper than 32 on CPU); 6.9B models need small batches for memory.
+    "tiny": {"lr": 3e-4, "batch_size": 16, "steps": 100, "max_length": 64, "eval_batch_size": 512},
+    "deep-ignorance": {"lr": 2e-5, "batch_size": 16, "steps": 1000, "max_length": 512, "eval_batch_size": 16},
 }
 
 
@@ -91,9 +93,10 @@ def build_parser():
     p.add_argument("--eval-steps", default=None,
                    help="comma-separated checkpoint steps (default: 0 and the 1-2-5 series up to --steps)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...); >1 gives intervals")
-    p.add_argument("--eval-batch-size", type=int, default=32, help="questions/texts per evaluation forward pass")
+    p.add_argument("--eval-batch-size", type=int, default=None,
+                   help="questions/texts per evaluation forward pass (default: preset)")
     p.add_argument("--max-retain-texts", type=int, default=200,
-                   help="retain texts for the perplexity (the first N lines of retain.txt)")
+                   help="retain texts for the perplexity: the first N lines of retain.txt not in the training texts")
     p.add_argument("--base", default=None, help="base model: scored for the recovery reference")
     p.add_argument("--filtered", default=None, help="filtered model: scored for the recovery reference")
     p.add_argument("--base-acc", type=float, default=None, help="base accuracy on the eval questions (instead of --base)")
@@ -116,6 +119,7 @@ def resolve_settings(args) -> dict:
         "lr": args.lr if args.lr is not None else defaults["lr"],
         "batch_size": args.batch_size if args.batch_size is not None else defaults["batch_size"],
         "max_length": args.max_length if args.max_length is not None else defaults["max_length"],
+        "eval_batch_size": args.eval_batch_size or defaults["eval_batch_size"],
         "train_file": Path(args.train_file) if args.train_file else data_dir / ATTACKS[args.attack],
         "eval_file": Path(args.eval_file) if args.eval_file else data_dir / HAZARD_EVAL,
         "benign_file": data_dir / BENIGN_EVAL,
@@ -172,8 +176,9 @@ def attach_lora(model, rank: int, alpha: float):
     return get_peft_model(model, config)
 
 
-def reference_accuracies(args, questions, device, eval_batch_size) -> dict:
-    """Base and filtered accuracy on the attack's eval questions: given, or scored here."""
+def reference_accuracies(args, questions, device, dtype, eval_batch_size) -> dict:
+    """Base and filtered accuracy on the attack's eval questions: given, or scored here (inference
+    only, so in the compute dtype)."""
     from brittle.evaluation import cloze_accuracy
     from brittle.models import load_model, load_tokenizer
 
@@ -184,7 +189,7 @@ def reference_accuracies(args, questions, device, eval_batch_size) -> dict:
         if refs[f"{role}_acc"] is not None or not model_id:
             continue
         tok = load_tokenizer(model_id, trust_remote_code=args.trust_remote_code)
-        net = load_model(model_id, device=device, trust_remote_code=args.trust_remote_code)
+        net = load_model(model_id, dtype=dtype, device=device, trust_remote_code=args.trust_remote_code)
         refs[f"{role}_acc"] = cloze_accuracy(net, tok, questions, batch_size=eval_batch_size, progress=False)
         refs[f"{role}_source"] = str(model_id)
         del net
@@ -220,12 +225,12 @@ def attack_one_seed(args, settings, seed, data, device, compute_dtype, tracker) 
             row = {
                 "model": model_slug(args.model), "attack": args.attack, "seed": seed, "step": step,
                 "examples_seen": step * cfg.batch_size,
-                "hazard_acc": cloze_accuracy(model, tok, data["hazard"], batch_size=args.eval_batch_size,
+                "hazard_acc": cloze_accuracy(model, tok, data["hazard"], batch_size=settings["eval_batch_size"],
                                              progress=False),
-                "benign_acc": (cloze_accuracy(model, tok, data["benign"], batch_size=args.eval_batch_size,
+                "benign_acc": (cloze_accuracy(model, tok, data["benign"], batch_size=settings["eval_batch_size"],
                                               progress=False) if data["benign"] else np.nan),
                 "retain_ppl": (retain_perplexity(model, tok, data["retain"], max_length=settings["max_length"],
-                                                 batch_size=args.eval_batch_size, progress=False)
+                                                 batch_size=settings["eval_batch_size"], progress=False)
                                if data["retain"] else np.nan),
                 "train_loss": float(np.mean(pending)) if pending else np.nan,
                 "elapsed_s": round(time.time() - t0, 3),
@@ -312,7 +317,7 @@ def run_attack(args, argv) -> int:
     settings = resolve_settings(args)
     outdir = cli.step_dir(args, f"relearning/{args.attack}", args.model)
     params = {k: v for k, v in vars(args).items() if k not in {"output_root", "eval_batch_size"}}
-    params.update({k: str(v) if isinstance(v, Path) else v for k, v in settings.items()})
+    params.update({k: str(v) if isinstance(v, Path) else v for k, v in settings.items() if k != "eval_batch_size"})
     # A model retrained under the same folder, or regenerated data, must not be skipped as done.
     params["weights"] = {role: weights_fingerprint(m) for role, m in
                          (("model", args.model), ("base", args.base), ("filtered", args.filtered)) if m}
@@ -329,16 +334,19 @@ def run_attack(args, argv) -> int:
             "train": read_lines(settings["train_file"]),
             "hazard": load_questions(settings["eval_file"]),
             "benign": load_questions(settings["benign_file"]) if settings["benign_file"].is_file() else [],
-            "retain": (read_lines(settings["retain_file"], args.max_retain_texts)
-                       if settings["retain_file"].is_file() else []),
+            "retain": read_lines(settings["retain_file"]) if settings["retain_file"].is_file() else [],
         }
+        # Perplexity on retain text the attack does not train on (in the tiny world the benign
+        # attack's texts are a subset of retain.txt; there they would measure memorisation).
+        seen = set(data["train"])
+        data["retain"] = [t for t in data["retain"] if t not in seen][: args.max_retain_texts]
     if not data["train"] or not data["hazard"]:
         raise UserError(f"empty attack data: {settings['train_file']} or {settings['eval_file']}")
     for key, path in (("benign", settings["benign_file"]), ("retain", settings["retain_file"])):
         if not data[key]:
             print(f"warning: {path} missing or empty; {key} columns will be NaN", file=sys.stderr)
     with run.timed("references"):
-        refs = reference_accuracies(args, data["hazard"], device, args.eval_batch_size)
+        refs = reference_accuracies(args, data["hazard"], device, compute_dtype, settings["eval_batch_size"])
 
     # wandb when WANDB_API_KEY is set (brittle.tracking), a silent null tracker otherwise.
     tracker = start_run("relearn", name=f"{model_slug(args.model)}-{args.attack}", config=params)
