@@ -38,7 +38,8 @@ def variance_ratio(x: np.ndarray, y: np.ndarray, wx=None, wy=None) -> np.ndarray
     my, sy, ny = _weighted(y, wy)
     mu = (nx * mx + ny * my) / (nx + ny)
     between = nx * ((mx - mu) ** 2).sum(1) + ny * ((my - mu) ** 2).sum(1)
-    within = (sx - nx * (mx ** 2).sum(1)) + (sy - ny * (my ** 2).sum(1))
+    # Σ‖x‖² − n‖μ‖² can round to a tiny negative number when all points coincide.
+    within = np.maximum((sx - nx * (mx ** 2).sum(1)) + (sy - ny * (my ** 2).sum(1)), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):  # identical points: 0/0 -> NaN
         return _squeeze(between / within, wx, wy)
 

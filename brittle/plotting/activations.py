@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 SPLIT_STYLE = {"forget": "-", "retain": "--"}
 MODEL_COLOR = {"a": "tab:blue", "b": "tab:orange"}
@@ -14,6 +15,7 @@ MODEL_COLOR = {"a": "tab:blue", "b": "tab:orange"}
 
 def _band(ax, x, frame: pd.DataFrame, col: str, **kw):
     """Line of ``col`` with its ``col_ci_low``/``col_ci_high`` band when the CSV has them."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are integers
     line, = ax.plot(x, frame[col], **kw)
     if f"{col}_ci_low" in frame:
         ax.fill_between(x, frame[f"{col}_ci_low"], frame[f"{col}_ci_high"], color=line.get_color(), alpha=0.15)
