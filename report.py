@@ -118,7 +118,7 @@ def build_report(args) -> int:
 
 def render(args, preset, entries, got, preds, eligible, figures, outdir: Path) -> str:
     """The markdown page (see the module docstring for its sections)."""
-    from brittle.report import SPEED, markdown_table, prediction_sentences
+    from brittle.report import markdown_table, prediction_sentences
     from brittle.signatures import SOURCES, relearning
 
     table = got.table
