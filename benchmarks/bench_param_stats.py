@@ -38,7 +38,7 @@ LAYOUTS = {  # Pythia configs (hidden, layers, heads, vocab); intermediate = 4 *
     "160m": (768, 12, 12, 50304), "410m": (1024, 24, 16, 50304),
     "1.4b": (2048, 24, 16, 50304), "6.9b": (4096, 32, 32, 50432),
 }
-SHARD_BYTES = 2 * 1024 ** 3
+SHARD_BYTES = 1024 ** 3
 
 
 def config(size: str) -> dict:
@@ -83,18 +83,18 @@ def write_checkpoints(size: str, root: Path) -> dict[str, Path]:
         p.mkdir(parents=True, exist_ok=True)
         (p / "config.json").write_text(json.dumps(cfg, indent=2))
     gen = torch.Generator().manual_seed(0)
-    shards: dict[str, list] = {k: [] for k in paths}
-    current: dict[str, dict] = {k: {} for k in paths}
-    size_now = 0
+    pending: dict[str, dict] = {k: {} for k in paths}
+    weight_map: dict[str, dict] = {k: {} for k in paths}
+    shard = {"n": 0, "bytes": 0}
 
-    def flush():
+    def flush() -> None:  # one shard file per checkpoint, same tensors in each
+        shard["n"] += 1
+        fname = f"model-{shard['n']:05d}.safetensors"
         for k in paths:
-            if current[k]:
-                shards[k].append(current[k])
-                fname = f"model-{len(shards[k]):05d}.safetensors"
-                save_file(current[k], paths[k] / fname, metadata={"format": "pt"})
-                shards[k][-1] = {n: fname for n in current[k]}
-                current[k] = {}
+            save_file(pending[k], paths[k] / fname, metadata={"format": "pt"})
+            weight_map[k].update(dict.fromkeys(pending[k], fname))
+            pending[k] = {}
+        shard["bytes"] = 0
 
     for name, shape in shapes:
         if "layernorm" in name or "norm" in name.split(".")[-2]:
@@ -106,18 +106,17 @@ def write_checkpoints(size: str, root: Path) -> dict[str, Path]:
         delta = change(name, base, gen)
         edited = base + delta if delta is not None else base
         for k, t in (("base", base), ("unlearned", edited), ("filtered", other)):
-            current[k][name] = t.to(torch.bfloat16).contiguous()
-        size_now += base.numel() * 2
+            pending[k][name] = t.to(torch.bfloat16).contiguous()
+        shard["bytes"] += base.numel() * 2
         del base, other, edited, delta
-        if size_now >= SHARD_BYTES:
+        if shard["bytes"] >= SHARD_BYTES:
             flush()
-            size_now = 0
-    flush()
+    if pending["base"]:
+        flush()
     for k, p in paths.items():
-        total = sum((p / f).stat().st_size for f in {f for s in shards[k] for f in s.values()})
-        weight_map = {n: f for s in shards[k] for n, f in s.items()}
+        total = sum(f.stat().st_size for f in p.glob("*.safetensors"))
         (p / "model.safetensors.index.json").write_text(json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": weight_map}))
+            {"metadata": {"total_size": total}, "weight_map": weight_map[k]}))
     return paths
 
 
