@@ -44,17 +44,35 @@ def init_model(config, seed: int) -> nn.Module:
 
 
 def pack_texts(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:
-    """Tokenise ``texts``, join them with EOS and cut the stream into blocks.
+    """Tokenise ``texts`` in the given order, join them with EOS and cut the stream into blocks.
 
     Returns int64 ``[n_blocks, seq_len]``; the incomplete tail block is dropped.
     """
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    stream = [t for seq in ids for t in (*seq, eos)]
+    return _blocks([t for seq in ids for t in (*seq, tokenizer.eos_token_id)], seq_len)
+
+
+def _blocks(stream: list[int], seq_len: int) -> torch.Tensor:
     n_blocks = len(stream) // seq_len
     if n_blocks == 0:
         raise ValueError(f"corpus has {len(stream)} tokens, fewer than one block of {seq_len}")
     return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+
+
+def _packed_batches(tokenizer, texts: Sequence[str], seq_len: int, batch_size: int, steps: int,
+                    generator: torch.Generator):
+    """Pretraining batches: every epoch the texts are put in a new seeded order and re-packed, so
+    a block's neighbouring sentences differ between epochs (a fixed packing lets a small model
+    memorise which sentence follows which instead of the facts themselves)."""
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    pending: list[torch.Tensor] = []
+    for _ in range(steps):
+        while len(pending) < batch_size:
+            order = torch.randperm(len(ids), generator=generator).tolist()
+            pending.extend(_blocks([t for i in order for t in (*ids[i], eos)], seq_len))
+        batch, pending = torch.stack(pending[:batch_size]), pending[batch_size:]
+        yield batch, torch.ones_like(batch)
 
 
 def pad_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,15 +101,17 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float) -> fl
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
-    """``steps`` index batches drawn epoch by epoch from seeded permutations (no replacement
-    within an epoch)."""
+def _padded_batches(tokenizer, texts: Sequence[str], max_length: int, batch_size: int, steps: int,
+                    generator: torch.Generator):
+    """Fine-tuning batches: one padded example per text, drawn epoch by epoch from seeded
+    permutations (no repeats within an epoch)."""
+    data, mask = pad_texts(tokenizer, texts, max_length)
     order = torch.empty(0, dtype=torch.long)
     for _ in range(steps):
         while len(order) < batch_size:
-            order = torch.cat([order, torch.randperm(n, generator=generator)])
-        yield order[:batch_size]
-        order = order[batch_size:]
+            order = torch.cat([order, torch.randperm(len(data), generator=generator)])
+        idx, order = order[:batch_size], order[batch_size:]
+        yield data[idx], mask[idx]
 
 
 def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: int, lr: float,
@@ -102,7 +122,8 @@ def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: in
                     desc: str = "train", log_every: int = 1) -> pd.DataFrame:
     """Train ``model`` in place with next-token cross-entropy on ``texts``.
 
-    packing=True: texts joined with EOS and cut into ``seq_len`` blocks (pretraining);
+    packing=True: texts joined with EOS and cut into ``seq_len`` blocks, re-shuffled and re-packed
+    every epoch (pretraining);
     packing=False: one right-padded example per text, padding excluded from the loss (fine-tuning).
     ``amp_dtype`` (e.g. torch.bfloat16 on a GPU) runs forward/backward under autocast while the
     weights and AdamW state stay in the model's own dtype (keep it float32).
@@ -112,25 +133,22 @@ def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: in
     from tqdm.auto import tqdm
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    if packing:
-        data = pack_texts(tokenizer, texts, seq_len)
-        mask = torch.ones_like(data)
-    else:
-        data, mask = pad_texts(tokenizer, texts, seq_len)
     warmup = max(1, steps // 20) if warmup is None else max(1, warmup)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(seed)
+    make_batches = _packed_batches if packing else _padded_batches
+    batches = make_batches(tokenizer, texts, seq_len, batch_size, steps, gen)
     model.train()
     rows, seen = [], 0
-    bar = tqdm(_batches(len(data), batch_size, steps, gen), total=steps, desc=desc, disable=not progress)
-    for step, idx in enumerate(bar):
+    bar = tqdm(batches, total=steps, desc=desc, disable=not progress)
+    for step, (input_ids, attn) in enumerate(bar):
         current_lr = lr_at(step, steps, lr, warmup, min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = current_lr
-        input_ids, attn = data[idx].to(device), mask[idx].to(device)
+        input_ids, attn = input_ids.to(device), attn.to(device)
         labels = input_ids.masked_fill(attn == 0, -100)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
