@@ -106,10 +106,11 @@ def _planted_row_space_pair(tmp, tok, arch, forget, retain, towards: str, layer:
     model = make_tiny_model(arch, seed=3)
     save_tiny(model, a_dir, tok)
     splits = {"forget": read_texts(forget, None), "retain": read_texts(retain, None)}
-    caps = ensure_captures([ModelSpec(str(a_dir))], splits, CaptureConfig(device="cpu", moment_groups=1),
+    # Same settings and cache as the step's run below, so A's capture is made once.
+    caps = ensure_captures([ModelSpec(str(a_dir))], splits, CaptureConfig(device="cpu", moment_groups=4, batch_size=4),
                            tmp / "rs-cache", progress=False)
     second = {s: caps.models[0][s].moments("mlp") for s in splits}
-    m = {s: (second[s]["sq"][0, layer] / second[s]["count"][0]).numpy() for s in splits}
+    m = {s: (second[s]["sq"][:, layer].sum(0) / second[s]["count"].sum()).numpy() for s in splits}
     other = "retain" if towards == "forget" else "forget"
     v = torch.tensor(np.linalg.eigh(m[towards] - m[other])[1][:, -1], dtype=torch.float32)
     gen = torch.Generator().manual_seed(0)
@@ -132,6 +133,7 @@ def test_row_space_finds_planted_forget_aligned_update(world, arch):
     for towards in ("forget", "retain"):
         a, b = _planted_row_space_pair(tmp, tok, arch, forget, retain, towards)
         assert row_space_projection_analysis.main(["--model-a", str(a), "--model-b", str(b), "--top-k", "1",
+                                                   "--cache-dir", str(tmp / "rs-cache"),
                                                    *_common(tmp, forget, retain)]) == 0
         results[towards] = pd.read_csv(tmp / "out" / f"{a.name}__vs__{b.name}" / "row_space_projection"
                                        / "row_space_projection.csv")
