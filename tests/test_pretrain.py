@@ -14,6 +14,16 @@ from brittle.tokenizer import train_word_tokenizer
 from tests.tiny_models import TINY_TEXTS
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: on a busy 2-core machine one thread was measured 4x faster than two
+    (spinning OpenMP workers); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_model(tok, seed=0, hidden=32, seq=32):
     cfg = gpt_neox_config(len(tok), hidden, 2, 4, max_positions=seq, eos_token_id=tok.eos_token_id,
                           pad_token_id=tok.pad_token_id)
@@ -82,16 +92,12 @@ def test_small_world_learns_planted_facts_and_filter_removes_them():
     tok = train_word_tokenizer(full)
     trained_t = syn.questions(world, "hazard", (0,), 0)
     eval_t = syn.questions(world, "hazard", syn.EVAL_TEMPLATES, 0)
-    acc, threads = {}, torch.get_num_threads()
-    torch.set_num_threads(1)  # measured 4x faster than 2 threads on a busy 2-core machine
-    try:
-        for name, corpus in (("base", full), ("filtered", filtered)):
-            model = small_model(tok, hidden=128, seq=32)
-            train_causal_lm(model, tok, corpus, steps=200, lr=5e-3, batch_size=16, seq_len=32, progress=False)
-            acc[name] = (cloze_accuracy(model, tok, trained_t, progress=False),
-                         cloze_accuracy(model, tok, eval_t, progress=False))
-    finally:
-        torch.set_num_threads(threads)
+    acc = {}
+    for name, corpus in (("base", full), ("filtered", filtered)):
+        model = small_model(tok, hidden=128, seq=32)
+        train_causal_lm(model, tok, corpus, steps=200, lr=5e-3, batch_size=16, seq_len=32, progress=False)
+        acc[name] = (cloze_accuracy(model, tok, trained_t, progress=False),
+                     cloze_accuracy(model, tok, eval_t, progress=False))
     assert acc["base"][0] >= 0.85 and acc["base"][1] >= 0.45, acc
     assert acc["filtered"][0] <= 0.4 and acc["filtered"][1] <= 0.4, acc
 
