@@ -14,9 +14,10 @@ Examples:
     uv run accelerate launch unlearn.py --preset deep-ignorance --method rmu   # data parallel
     uv run unlearn.py --preset deep-ignorance --method npo --device-map auto   # one model over GPUs
 
-Forget data: --forget (texts, every token a target) and, for dpo and --forget-format pairs,
---forget-qa ({"prompt","answer"} per line, answer tokens are the targets; a preset without it
-splits each forget text in half). --retain: retain texts. --idk: IdkDPO's refusals.
+Forget data: --forget (texts, every token a target) and --forget-qa ({"prompt","answer"} per
+line, only answer tokens are targets). dpo, npo and simnpo train on the pairs where the data
+folder has them (else npo/simnpo on whole texts, dpo on texts split in half); the other methods
+on texts. --forget-format overrides. --retain: retain texts. --idk: IdkDPO's refusals.
 
 Writes <outdir> (default unlearned_models/<base>__<method>/): the model (safetensors, float32
 unless --save-dtype), tokenizer, hyperparameters.json, training_log.csv (one row per step: every
@@ -50,7 +51,7 @@ def build_parser():
     p.add_argument("--forget-qa", default=None, help="forget prompt/answer pairs (default: <data-dir>/forget_qa.jsonl if present)")
     p.add_argument("--idk", default=None, help="IdkDPO refusals (default: <data-dir>/idk.txt if present)")
     p.add_argument("--forget-format", choices=["auto", "texts", "pairs"], default="auto",
-                   help="what NLL/NPO-type methods train on: whole texts or answers of pairs (auto: the method's default)")
+                   help="what ga/grad_diff/npo/simnpo train on: whole texts or the answers of prompt/answer pairs (auto: see above)")
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
                    help="hyperparameter defaults (auto: tiny for the tiny preset, else reference)")
     p.add_argument("--outdir", default=None, help="output folder (default: <models-root>/<base>__<method>)")
@@ -116,6 +117,8 @@ def body(args, argv=None) -> int:
         if args.method in TEXT_ONLY and args.forget_format == "pairs":
             raise UserError(f"{args.method} trains on whole forget texts; --forget-format pairs does not apply")
         method.forget_form = args.forget_format
+    elif method.forget_form == "pairs" and args.method != "dpo" and not qa_path.is_file():
+        method.forget_form = "texts"   # npo/simnpo without QA pairs: the whole text is y
 
     outdir = Path(args.outdir) if args.outdir else Path(args.models_root) / f"{model_slug(model_id)}__{args.method}"
     compute_dtype = resolve_dtype(args.dtype, resolve_device(args.device))

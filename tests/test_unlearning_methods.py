@@ -192,3 +192,26 @@ def test_unlearn_script_saves_a_reloadable_model_and_skips_when_done(tok, tmp_pa
     assert "[skip]" in capsys.readouterr().out
     assert unlearn.main(argv[:-1] + ["--beta", "0.3", "--no-progress"]) == 2   # cb has no beta
     assert "does not use --beta" in capsys.readouterr().err
+
+
+def test_create_all_script_loops_over_preset_methods_and_skips_done(tok, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = save_tiny(make_tiny_model("gpt_neox", vocab_size=len(tok)), tmp_path / "base", tok)
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "forget.txt").write_text("\n".join(TINY_TEXTS[:3]))
+    (d / "retain.txt").write_text("\n".join(TINY_TEXTS[3:]))
+    preset = tmp_path / "mini.env"
+    preset.write_text(f'PRESET=tiny\nBASE_MODEL={base}\nDATA_DIR={d}\nUNLEARN_METHODS="ga_simple"\n')
+    script = Path(__file__).resolve().parents[1] / "create_all_unlearning_models.sh"
+    cmd = ["bash", str(script), "--preset", str(preset), "--", "--steps", "1", "--batch-size", "2",
+           "--max-length", "16", "--models-root", str(tmp_path / "models"), "--no-progress"]
+    env = {**__import__("os").environ, "UNLEARN_LAUNCHER": sys.executable}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / "models" / "base__ga_simple" / "_DONE.json").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("[skip]") == 1

@@ -28,7 +28,7 @@ from brittle.unlearning.trainer import Method
 # LoRA r 16, α_LoRA 16, dropout 0.05, lr 1e-4, batch 16, 150 steps, lorra_alpha 10.
 REFERENCE = dict(steps=150, lr=1e-4, batch_size=16, max_length=512, max_grad_norm=1.0, weight_decay=0.0,
                  alpha=10.0, target_layers="9,19", lora_r=16, lora_alpha=16.0, lora_dropout=0.05)
-TINY = dict(steps=100, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
+TINY = dict(steps=100, lr=1e-2, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
             alpha=10.0, target_layers="1", lora_r=8, lora_alpha=16.0, lora_dropout=0.0)
 
 

@@ -28,7 +28,7 @@ from brittle.unlearning.trainer import Method
 REFERENCE = dict(steps=100, lr=2e-5, batch_size=16, max_length=512, max_grad_norm=1.0, weight_decay=0.0,
                  alpha=1.0, adv_layers="8", epsilon=2.0, adv_steps=16, adv_lr=1e-3, away_threshold=-5.0,
                  lora_r=0, lora_alpha=16.0, lora_dropout=0.0)
-TINY = dict(steps=60, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
+TINY = dict(steps=100, lr=3e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
             alpha=1.0, adv_layers="0", epsilon=2.0, adv_steps=6, adv_lr=0.1, away_threshold=-5.0,
             lora_r=0, lora_alpha=16.0, lora_dropout=0.0)
 

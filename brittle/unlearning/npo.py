@@ -6,6 +6,8 @@ with sequence-summed log-probabilities of the forget sequence y and the frozen m
 reference (Zhang et al. 2024, "Negative Preference Optimization", arXiv:2404.05868, eq. 3 and
 the ``npo_grad_diff`` variant of their code). At initialisation the forget term is (2/β)·ln 2;
 it is bounded below by 0, unlike gradient ascent, which slows the collapse it is meant to avoid.
+Trains on (prompt, answer) pairs where the preset has ``forget_qa.jsonl`` (y = the answer, as in
+the paper's TOFU experiments), otherwise on whole forget texts (x empty, y = the text).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from brittle.unlearning.trainer import Method
 # Zhang et al. on TOFU forget10: lr 1e-5, β 0.1, retain weight 1, batch 32, 10 epochs (≈125 steps).
 REFERENCE = dict(steps=125, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
                  beta=0.1, alpha=1.0)
-TINY = dict(steps=100, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            beta=0.1, alpha=1.0)
+TINY = dict(steps=100, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
+            beta=0.1, alpha=3.0)
 
 
 class NPO(Method):
     name = "npo"
     defaults = {"reference": REFERENCE, "tiny": TINY}
-    forget_form = "texts"
+    forget_form = "pairs"   # unlearn.py falls back to whole texts when the preset has no forget_qa.jsonl
 
     def loss(self, trainer, step):
         f = self.forget_batch(trainer, step)

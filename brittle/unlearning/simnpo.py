@@ -5,6 +5,7 @@
 (Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
 Unlearning", arXiv:2410.07163, eq. 4; ``simnpo_grad_diff`` in their code). |y| is the number of
 target tokens. The reference code writes the margin as β·δ inside the sigmoid; γ here = β·δ.
+Forget data as for :mod:`brittle.unlearning.npo`: pairs where ``forget_qa.jsonl`` exists, else texts.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from brittle.unlearning.trainer import Method
 # SimNPO on TOFU: lr 1e-5, β 2.5, γ 0, retain weight 1, batch 32, 10 epochs (≈125 steps).
 REFERENCE = dict(steps=125, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
                  beta=2.5, margin=0.0, alpha=1.0)
-TINY = dict(steps=100, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            beta=2.5, margin=0.0, alpha=1.0)
+TINY = dict(steps=100, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
+            beta=0.5, margin=2.0, alpha=1.0)
 
 
 class SimNPO(Method):
     name = "simnpo"
     defaults = {"reference": REFERENCE, "tiny": TINY}
-    forget_form = "texts"
+    forget_form = "pairs"   # unlearn.py falls back to whole texts when the preset has no forget_qa.jsonl
 
     def loss(self, trainer, step):
         f = self.forget_batch(trainer, step)
