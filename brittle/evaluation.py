@@ -70,15 +70,16 @@ def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int],
 @torch.no_grad()
 def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 16,
                           max_length: int | None = None, progress: bool = False,
-                          desc: str = "log-likelihood") -> list[tuple[float, int]]:
+                          desc: str = "log-likelihood", device=None) -> list[tuple[float, int]]:
     """``[(sum of log p(continuation token | everything before), n continuation tokens)]``.
 
     Natural log, float64 sums of float32 log-softmax. Sequences longer than ``max_length`` lose
-    context tokens on the left; the continuation is always kept whole.
+    context tokens on the left; the continuation is always kept whole. Inputs go to ``device``
+    (default: where the model's parameters are).
     """
     from tqdm.auto import tqdm
 
-    device = _device_of(model)
+    device = torch.device(device) if device is not None else _device_of(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = []
     for context, continuation in pairs:
@@ -103,20 +104,21 @@ def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], ba
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logp = F.log_softmax(logits.float(), dim=-1)
         for row, i in enumerate(idx):
             seq, n_cont = encoded[i]
             length = len(seq)
-            targets = torch.tensor(seq[length - n_cont:], device=device)
-            # logits at position t predict token t+1
-            picked = logp[row, length - n_cont - 1: length - 1].gather(-1, targets[:, None])
+            # logits at position t predict token t+1; only the continuation's rows are normalised
+            # (a full [batch, length, vocab] float32 log-softmax of a 50k vocabulary is gigabytes)
+            logp = F.log_softmax(logits[row, length - n_cont - 1: length - 1].float(), dim=-1)
+            targets = torch.tensor(seq[length - n_cont:], device=logp.device)
+            picked = logp.gather(-1, targets[:, None])
             out[i] = (float(picked.double().sum()), n_cont)
     return out
 
 
 def cloze_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 16,
                  normalization: str = "chars", max_length: int | None = None,
-                 progress: bool = True) -> pd.DataFrame:
+                 progress: bool = True, device=None) -> pd.DataFrame:
     """Cloze scoring, one row per question.
 
     Each choice c is scored as ``ll(" " + c | question)`` divided by its length (``chars``: the
@@ -127,7 +129,7 @@ def cloze_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 
     if normalization not in {"chars", "tokens", "none"}:
         raise ValueError(f"normalization must be chars, tokens or none, not {normalization!r}")
     pairs = [(q["question"], " " + str(c)) for q in questions for c in q["choices"]]
-    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "cloze")
+    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "cloze", device)
     rows, k = [], 0
     for q in questions:
         n = len(q["choices"])
@@ -152,7 +154,7 @@ def mcqa_prompt(question: dict, subject: str = "biology") -> str:
 
 def mcqa_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 16,
                 subject: str = "biology", max_length: int | None = None,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, device=None) -> pd.DataFrame:
     """MCQA scoring, one row per question: the letter with the highest log-likelihood wins.
     Columns as :func:`cloze_scores` (score = loglik)."""
     pairs, sizes = [], []
@@ -161,7 +163,7 @@ def mcqa_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 1
         letters = LETTERS[: len(q["choices"])]
         pairs += [(prompt, f" {letter}") for letter in letters]
         sizes.append(len(letters))
-    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "mcqa")
+    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "mcqa", device)
     rows, k = [], 0
     for q, n in zip(questions, sizes):
         ll = [lls[k + j][0] for j in range(n)]
@@ -194,7 +196,7 @@ def mcqa_accuracy(model, tokenizer, questions: Sequence[dict], **kwargs) -> floa
 
 @torch.no_grad()
 def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 8,
-             progress: bool = False) -> tuple[float, int]:
+             progress: bool = False, device=None) -> tuple[float, int]:
     """``(total NLL in nats, number of predicted tokens)`` over ``texts``.
 
     Each text is truncated to ``max_length`` tokens; every token after the first is predicted;
@@ -202,7 +204,7 @@ def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batc
     """
     from tqdm.auto import tqdm
 
-    device = _device_of(model)
+    device = torch.device(device) if device is not None else _device_of(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts = [t for t in texts if t.strip()]
     total, count = 0.0, 0
@@ -224,9 +226,9 @@ def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batc
 
 
 def retain_perplexity(model, tokenizer, texts: Sequence[str], max_length: int = 512,
-                      batch_size: int = 8, progress: bool = True) -> float:
+                      batch_size: int = 8, progress: bool = True, device=None) -> float:
     """Per-token perplexity ``exp(total NLL / predicted tokens)`` on ``texts`` (padding masked)."""
-    total, count = text_nll(model, tokenizer, texts, max_length, batch_size, progress)
+    total, count = text_nll(model, tokenizer, texts, max_length, batch_size, progress, device)
     if count == 0:
         raise ValueError("no tokens to score: texts are empty or one token long")
     return math.exp(total / count)

@@ -65,7 +65,3 @@ def load_forget_corpus(max_docs: int | None = None, local_dir: str | Path | None
     texts = [t for t in texts if t]
     return texts[:max_docs] if max_docs else texts
 
-
-def forget_corpus_available(local_dir: str | Path | None) -> bool:
-    return local_dir is not None and any((Path(local_dir) / n).is_file()
-                                         for n in ("bio_forget.jsonl", "bio-forget-corpus.jsonl"))
