@@ -56,7 +56,7 @@ def synthetic_files(seed: int = 0, n_scored: int = 40, n_format: int = 40,
            "entity": f.entity, "subset": f.subset}
           for f in hazard for t in world.templates("hazard", f.relation)[: syn.N_TRAIN_TEMPLATES]]
     rng.shuffle(qa)
-    benign_entities = sorted({f.entity for f in benign}, key=[f.entity for f in benign].index)
+    benign_entities = list(dict.fromkeys(f.entity for f in benign))  # in generation order
     control = set(benign_entities[: len(benign_entities) // 2])
     q = syn.questions
     files = {
