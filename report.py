@@ -206,23 +206,24 @@ def _budget(table: pd.DataFrame) -> str:
 
 
 def claims(table: pd.DataFrame, got) -> list[str]:
-    """Plain statements of what the relearning curves show (the numbers as they are)."""
-    out = []
+    """Plain statements of what the relearning curves show (seed means; the numbers as they are)."""
     curve = got.curves.get("hazard")
     if curve is None:
         return ["No hazard relearning curves: brittleness was not measured."]
-    mean = curve.groupby(["model", "step"], as_index=False)["hazard_acc"].mean()
-    for label in [m for m in table["model"] if m in set(mean["model"])]:
-        grp = mean[mean["model"] == label]
-        role = table.loc[table["model"] == label, "role"]
-        role = role.iloc[0] if len(role) else "?"
-        lo, hi = grp["hazard_acc"].min(), grp["hazard_acc"].max()
-        first = grp.sort_values("step")
-        start, end = first["hazard_acc"].iloc[0], first["hazard_acc"].iloc[-1]
-        best_step = int(first.loc[first["hazard_acc"].idxmax(), "step"])
-        out.append(f"- `{label}` ({role}): hazard accuracy {start:.2f} before the attack, {end:.2f} after "
-                   f"{int(first['step'].iloc[-1])} steps; range {lo:.2f}–{hi:.2f} over all checkpoints "
-                   f"(maximum at step {best_step}).")
+    means = {attack: c.groupby(["model", "step"], as_index=False)["hazard_acc"].mean()
+             for attack, c in got.curves.items()}
+    out = []
+    for _, row in table[table["model"].isin(set(means["hazard"]["model"]))].iterrows():
+        grp = means["hazard"][means["hazard"]["model"] == row["model"]].sort_values("step")
+        acc = grp["hazard_acc"].to_numpy()
+        best = int(grp["step"].iloc[int(acc.argmax())])
+        text = (f"- `{row['model']}` ({row['role']}): hazard accuracy {acc[0]:.2f} before the attack, "
+                f"{acc[-1]:.2f} after {int(grp['step'].iloc[-1])} steps, between {acc.min():.2f} and "
+                f"{acc.max():.2f} over all checkpoints (highest at step {best})")
+        if "benign" in means and row["model"] in set(means["benign"]["model"]):
+            ben = means["benign"][means["benign"]["model"] == row["model"]].sort_values("step")["hazard_acc"]
+            text += f"; benign-only attack: {ben.iloc[-1]:.2f} after the same budget (highest {ben.max():.2f})"
+        out.append(text + ".")
     return out
 
 

@@ -143,6 +143,9 @@ def test_report_builds_names_missing_steps_and_planted_verdicts(tree):
     assert preds.loc["untargeted", "verdict"] == "not tested"   # its step never ran
     # the sentences state each verdict in words
     assert "small -> brittle: held" in text and "low-rank -> brittle: did not hold" in text
+    # one sentence per attacked model, hazard and benign attack side by side (planted ga: 0.25 -> 0.95)
+    assert "- `ga` (unlearned): hazard accuracy 0.25 before the attack, 0.95 after 100 steps" in text
+    assert "benign-only attack: 0.39 after the same budget" in text
     for name in ("recovery_hazard.png", "recovery_benign.png", "signatures_vs_recovery.png"):
         assert (tree / "outputs" / "report_figures" / name).stat().st_size > 0
         assert f"report_figures/{name}" in text
