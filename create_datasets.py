@@ -12,6 +12,7 @@ Every Hub source reads an offline copy instead with --local-dir: a folder holdin
 wikitext2_raw/ and tofu/ sub-folders (or, for one source, that dataset's folder itself).
 
     uv run create_datasets.py                                   # -> data/tiny/
+    uv run create_datasets.py --preset deep-ignorance           # source and folder from presets/<name>.env
     uv run create_datasets.py --source hf --local-dir /path/to/data   # -> data/deep-ignorance/
     uv run create_datasets.py --source tofu                     # -> data/tofu/
 
@@ -36,7 +37,8 @@ LOCAL_SUBDIRS = {"wmdp": "wmdp_bio", "wikitext": "wikitext2_raw", "tofu": "tofu"
 
 def build_parser():
     p = parser(__doc__)
-    p.add_argument("--source", choices=sorted(DEFAULT_DIRS), default="synthetic", help="where the data comes from")
+    p.add_argument("--preset", default=None, help="take --source and --outdir from presets/<name>.env (DATA_SOURCE, DATA_DIR)")
+    p.add_argument("--source", choices=sorted(DEFAULT_DIRS), default=None, help="where the data comes from (default: synthetic)")
     p.add_argument("--outdir", default=None, help="output folder (default: data/tiny, data/deep-ignorance or data/tofu)")
     p.add_argument("--local-dir", default=None, help="offline copies instead of the Hub (see above)")
     p.add_argument("--seed", type=int, default=0, help="seed of the world / the question split")
@@ -73,6 +75,15 @@ def body(args, argv=None) -> int:
     from brittle.runtime import load_env
 
     load_env()  # HF_TOKEN for the gated forget corpus
+    if args.preset:
+        from brittle.presets import load_preset
+
+        preset = load_preset(args.preset)
+        args.source = args.source or preset.get("DATA_SOURCE")
+        args.outdir = args.outdir or preset.get("DATA_DIR")
+    args.source = args.source or "synthetic"
+    if args.source not in DEFAULT_DIRS:
+        raise UserError(f"unknown data source {args.source!r} (choose from {', '.join(sorted(DEFAULT_DIRS))})")
     outdir = Path(args.outdir or DEFAULT_DIRS[args.source])
     params = {"source": args.source, "seed": args.seed, "local_dir": args.local_dir}
     if args.source == "synthetic":

@@ -86,6 +86,13 @@ def test_create_tofu_from_offline_copy(shared_data, tmp_path):
     assert len(read_jsonl(out / "qa" / "holdout10.jsonl")) == 400
 
 
+def test_preset_names_source_and_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the preset's DATA_DIR is relative
+    assert create_datasets.main(["--preset", "tiny", "--n-scored", "2", "--n-format", "2"]) == 0
+    assert json.loads((tmp_path / "data" / "tiny" / "manifest.json").read_text())["source"] == "synthetic"
+    assert create_datasets.main(["--preset", "no-such-preset"]) == 2
+
+
 def test_help():
     with pytest.raises(SystemExit) as exc:
         create_datasets.main(["--help"])
