@@ -34,6 +34,10 @@ def shared_data():
     return SHARED_DATA
 
 
+# Test models are tiny: one thread avoids thread-pool overhead that dominates their forward passes.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
