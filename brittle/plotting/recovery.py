@@ -40,9 +40,12 @@ def plot_recovery_curves(curves: pd.DataFrame, label_column: str = "model",
 
     panels = [(c, t) for c, t in panels if c in curves.columns and curves[c].notna().any()]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, grp) in enumerate(curves.groupby(label_column, sort=True)):
-        color = colors[i % len(colors)]
+    labels = sorted(curves[label_column].unique(), key=str)
+    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    for i, label in enumerate(labels):
+        grp = curves[curves[label_column] == label]
+        # the two references keep fixed colours so that they read the same in every figure
+        color = {"base": "black", "filtered": "tab:red"}.get(str(label), palette(i % palette.N))
         for ax, (column, _) in zip(axes[0], panels):
             stats = seed_mean(grp, column)
             ax.plot(stats["step"], stats["mean"], marker="o", ms=3, color=color, label=str(label))
@@ -53,8 +56,6 @@ def plot_recovery_curves(curves: pd.DataFrame, label_column: str = "model",
         ax.set_xlabel("attack step")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        if column == "retain_ppl":
-            ax.set_yscale("log")
     styles = iter(["--", ":", "-."])
     for name, value in (references or {}).items():
         if value is not None and np.isfinite(value):
