@@ -58,8 +58,8 @@ def ball_attack(trainer, batch: Batch, layers: Sequence[int], epsilon: float, st
     optim = torch.optim.Adam(list(deltas.values()), lr=lr)
     nll_before = None
     for _ in range(steps):
-        with residual_perturbation(trainer.model, deltas):
-            nll = mean_nll(trainer.forward(batch).logits, batch.labels)
+        with residual_perturbation(trainer.core, deltas):
+            nll = mean_nll(trainer.inner_forward(batch).logits, batch.labels)
         nll_before = nll.item() if nll_before is None else nll_before
         grads = torch.autograd.grad(nll, list(deltas.values()))
         optim.zero_grad()
@@ -69,8 +69,8 @@ def ball_attack(trainer, batch: Batch, layers: Sequence[int], epsilon: float, st
         for d in deltas.values():
             project_ball(d, epsilon, batch.attention_mask)
     final = {l: d.detach() for l, d in deltas.items()}
-    with torch.no_grad(), residual_perturbation(trainer.model, final):
-        nll_after = mean_nll(trainer.forward(batch).logits, batch.labels).item()
+    with torch.no_grad(), residual_perturbation(trainer.core, final):
+        nll_after = mean_nll(trainer.inner_forward(batch).logits, batch.labels).item()
     if nll_before is None:
         nll_before = nll_after
     return final, nll_before, nll_after
@@ -117,7 +117,7 @@ def steering_attack(trainer, batch: Batch, layers: Sequence[int], steps: int, lr
     nll_before = None
     for _ in range(steps):
         with applied(sites, advs):
-            nll = mean_nll(trainer.forward(batch).logits, batch.labels)
+            nll = mean_nll(trainer.inner_forward(batch).logits, batch.labels)
         nll_before = nll.item() if nll_before is None else nll_before
         grads = torch.autograd.grad(nll, params)
         optim.zero_grad()
@@ -127,5 +127,5 @@ def steering_attack(trainer, batch: Batch, layers: Sequence[int], steps: int, lr
     for a in advs:
         a.requires_grad_(False)
     with torch.no_grad(), applied(sites, advs):
-        nll_after = mean_nll(trainer.forward(batch).logits, batch.labels).item()
+        nll_after = mean_nll(trainer.inner_forward(batch).logits, batch.labels).item()
     return sites, advs, (nll_after if nll_before is None else nll_before), nll_after

@@ -35,8 +35,8 @@ from brittle.unlearning.trainer import Method
 REFERENCE = dict(steps=62, lr=2e-3, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
                  alpha=5.0, remove_coef=300.0, target_layers="4,9,14,19,24,29", adv_layers="5,10,15,20,25,30",
                  adv_steps=4, adv_lr=2e-3, lora_r=16, lora_alpha=16.0, lora_dropout=0.05)
-TINY = dict(steps=80, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            alpha=5.0, remove_coef=10.0, target_layers="1", adv_layers="0", adv_steps=4, adv_lr=2e-2,
+TINY = dict(steps=200, lr=2e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
+            alpha=10.0, remove_coef=10.0, target_layers="1", adv_layers="0", adv_steps=4, adv_lr=2e-2,
             lora_r=8, lora_alpha=16.0, lora_dropout=0.0)
 
 

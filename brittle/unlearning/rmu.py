@@ -24,8 +24,8 @@ from brittle.unlearning.trainer import Method
 # WMDP, Zephyr-7B: layer 7, c = 6.5, α = 1200, lr 5e-5, batch 4, 150 batches, 512 tokens.
 REFERENCE = dict(steps=150, lr=5e-5, batch_size=4, max_length=512, max_grad_norm=0.0, weight_decay=0.0,
                  layer=7, steering_coeff=6.5, alpha=1200.0)
-TINY = dict(steps=80, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=0.0, weight_decay=0.0,
-            layer=1, steering_coeff=20.0, alpha=100.0)
+TINY = dict(steps=250, lr=3e-3, batch_size=16, max_length=64, max_grad_norm=0.0, weight_decay=0.0,
+            layer=1, steering_coeff=50.0, alpha=0.3)
 
 
 def control_vector(hidden: int, coeff: float, seed: int) -> torch.Tensor:

@@ -135,6 +135,12 @@ class Trainer:
         with self.autocast():
             return self.model(**batch.inputs, use_cache=False, **kwargs)
 
+    def inner_forward(self, batch: Batch, **kwargs):
+        """Forward pass of the current model outside any data-parallel wrapper: for inner loops
+        (the latent adversary) whose gradients must not enter the wrapper's gradient sync."""
+        with self.autocast():
+            return self.core(**batch.inputs, use_cache=False, **kwargs)
+
     @contextmanager
     def frozen(self) -> Iterator[nn.Module]:
         """The model as it was before unlearning, in eval mode and without gradients."""
