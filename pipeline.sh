@@ -69,7 +69,9 @@ fi
 
 # --- 3. Unlearned models: ours (one per method) plus the preset's published ones ------------------
 if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
-  ./create_all_unlearning_models.sh --preset "$preset" "${force[@]}" -- --device "$device"
+  # UNLEARN_ARGS (preset) holds extra unlearn.py flags, e.g. tofu's --forget-format pairs
+  # shellcheck disable=SC2086
+  ./create_all_unlearning_models.sh --preset "$preset" "${force[@]}" -- --device "$device" ${UNLEARN_ARGS:-}
 fi
 unlearned=("${unlearned_flag[@]}")
 if [[ ${#unlearned_flag[@]} == 0 ]]; then
