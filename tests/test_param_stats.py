@@ -186,3 +186,14 @@ def test_energy_rank_and_top_k_closed_forms():
     np.testing.assert_allclose(linalg.gram_eigenvalues(w).numpy(),
                                np.linalg.svd(w.double().numpy(), compute_uv=False) ** 2, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(linalg.gram_eigenvalues(w.T).numpy(), linalg.gram_eigenvalues(w).numpy(), rtol=1e-4)
+
+
+def test_spectral_norm_with_formed_gram_matches_exact(monkeypatch):
+    # The explicit-Gram path normally runs only on large matrices; force it on small ones.
+    monkeypatch.setattr(linalg, "FORM_GRAM_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(linalg, "FORM_GRAM_MAX_SIDE", 10 ** 6)
+    gen = torch.Generator().manual_seed(1)
+    for shape in [(400, 90), (90, 400), (150, 150)]:
+        w = torch.randn(*shape, generator=gen)
+        exact = float(np.linalg.svd(w.double().numpy(), compute_uv=False)[0])
+        assert linalg.spectral_norm(w) == pytest.approx(exact, rel=5e-5)
