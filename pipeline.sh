@@ -50,6 +50,11 @@ env_file="presets/${preset}.env"
 source "$env_file"
 BASE_MODEL="${base_flag:-$BASE_MODEL}"
 FILTERED_MODEL="${filtered_flag:-$FILTERED_MODEL}"
+# Tiny models are dominated by per-op overhead: one thread per process is faster, and on a shared
+# machine it avoids oversubscribing the cores (presets set CPU_THREADS; unset = library default).
+if [[ -n "${CPU_THREADS:-}" ]]; then
+  export OMP_NUM_THREADS="$CPU_THREADS" MKL_NUM_THREADS="$CPU_THREADS" OPENBLAS_NUM_THREADS="$CPU_THREADS"
+fi
 dev=(--device "$device")
 out=(--output-root "$root")
 started=$(date +%s)
@@ -136,6 +141,6 @@ if [[ ${#unlearned[@]} -gt 0 ]]; then
 fi
 
 # --- 7. The report: signatures beside brittleness ------------------------------------------------
-step report.py --preset "$preset" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" "${out[@]}"
+step report.py --preset "$preset" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" ${unlearned[@]:+--unlearned "${unlearned[@]}"} "${out[@]}"
 echo
 echo "pipeline finished in $(( $(date +%s) - started )) s; report: $root/report.md"
