@@ -17,13 +17,12 @@ format), accuracy.csv (one row per question set and format), summary.json, run_m
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 from pathlib import Path
 
 from brittle.cli import UserError, add_output_args, add_runtime_args, parser, run_main, step_dir
-from brittle.io import StepRun, write_csv, write_json
+from brittle.io import StepRun, file_digest, weights_fingerprint, write_csv, write_json
 
 FORMATS = ("cloze", "mcqa")
 
@@ -48,20 +47,6 @@ def build_parser():
     add_runtime_args(p, batch_size=16)
     add_output_args(p)
     return p
-
-
-def file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def model_fingerprint(model: str) -> str | None:
-    """Names, sizes and modification times of a local folder's weights: a retrained model under
-    the same path is not mistaken for the one already evaluated."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return None
-    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.glob("*.safetensors"))]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def question_sets(args) -> dict[str, Path]:
@@ -96,10 +81,10 @@ def body(args, argv=None) -> int:
     ids = ev.read_id_list(args.ids) if args.ids else None
 
     params = {k: v for k, v in vars(args).items() if k not in {"output_root", "batch_size", "device"}}
-    params.update(model_fingerprint=model_fingerprint(args.model),
-                  question_sha256={name: file_sha(p) for name, p in sets.items()},
-                  retain_sha256=file_sha(retain) if args.max_retain else None,
-                  ids_sha256=file_sha(Path(args.ids)) if args.ids else None)
+    params.update(model_fingerprint=weights_fingerprint(args.model),
+                  question_sha256={name: file_digest(p) for name, p in sets.items()},
+                  retain_sha256=file_digest(retain) if args.max_retain else None,
+                  ids_sha256=file_digest(Path(args.ids)) if args.ids else None)
     run = StepRun(step_dir(args, "evaluation", args.model), params, argv=argv)
     if run.should_skip(args.force):
         return 0

@@ -153,18 +153,6 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
     return lines[:limit] if limit else lines
 
 
-def weights_fingerprint(model: str) -> str | None:
-    """Names, sizes and modification times of a local folder's safetensors (cheap even for a 6.9B
-    model, unlike hashing them); None for a Hub id, whose revision is in the params instead."""
-    import hashlib
-
-    folder = Path(model)
-    if not folder.is_dir():
-        return None
-    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.glob("*.safetensors"))]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
 def attach_lora(model, rank: int, alpha: float):
     """Wrap ``model`` with LoRA adapters on every linear layer but the output head (peft)."""
     from peft import LoraConfig, get_peft_model
@@ -305,10 +293,9 @@ def main(argv=None) -> int:
 
 
 def run_attack(args, argv) -> int:
-    import torch
 
     from brittle.evaluation import load_questions
-    from brittle.io import StepRun, file_digest, model_slug, save_figure, write_csv, write_json
+    from brittle.io import StepRun, file_digest, model_slug, save_figure, weights_fingerprint, write_csv, write_json
     from brittle.plotting.recovery import plot_recovery_curves
     from brittle.runtime import load_env, resolve_device, resolve_dtype
     from brittle.tracking import start_run

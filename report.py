@@ -193,7 +193,7 @@ def render(args, preset, entries, got, preds, eligible, figures, outdir: Path) -
     for source in SOURCES:
         doc = inspect.cleandoc(source.read.__doc__ or "")
         lines += [f"- **{source.step}** — `{source.file}`: " + " ".join(doc.split())]
-    lines += [f"- **relearning** — `relearning/<attack>/summary.csv`: " + " ".join(inspect.cleandoc(relearning.__doc__).split()),
+    lines += ["- **relearning** — `relearning/<attack>/summary.csv`: " + " ".join(inspect.cleandoc(relearning.__doc__).split()),
               ""]
     return "\n".join(lines)
 

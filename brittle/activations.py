@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from brittle.cli import UserError
-from brittle.io import model_slug, write_json
+from brittle.io import model_slug, weights_fingerprint, write_json
 from brittle.models import find_layer_list, load_model, load_tokenizer, mlp_input_linears
 from brittle.stats import StreamingMoments
 
@@ -133,14 +133,6 @@ def cache_root(args) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- keys
-def _fingerprint(model: str) -> list:
-    """Sizes and mtimes of a local checkpoint's weight files, so a retrained folder is not stale."""
-    root = Path(model)
-    if not root.is_dir():
-        return []
-    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(root.glob("*.safetensors"))]
-
-
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -148,7 +140,7 @@ def _hash(obj) -> str:
 def model_key(model: str, revision: str | None, texts: list[str], cfg: CaptureConfig) -> str:
     _, dtype = cfg.resolved()
     ident = str(Path(model).resolve()) if Path(model).is_dir() else str(model)
-    return _hash({"v": CACHE_VERSION, "model": ident, "revision": revision, "files": _fingerprint(model),
+    return _hash({"v": CACHE_VERSION, "model": ident, "revision": revision, "files": weights_fingerprint(model),
                   "dtype": str(dtype), "max_length": cfg.max_length, "groups": cfg.moment_groups,
                   "texts": _hash(texts)})
 

@@ -49,12 +49,28 @@ def text_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: i
             yield pad_batch(tokenizer, [texts[i] for i in order[start:start + size]], max_length)
 
 
+def pad_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One example per text (EOS appended, truncated to ``max_length``), right-padded.
+
+    Returns ``(input_ids, attention_mask)``, both int64 ``[len(texts), longest]``.
+    """
+    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+    seqs = [(s + [eos])[:max_length] for s in ids]
+    width = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        input_ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return input_ids, mask
+
+
 def pad_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
     """``input_ids``, ``attention_mask``, ``labels`` (int64 [B, T]) for a list of texts, tokenised
     as pretraining's fine-tuning mode does (EOS appended, truncated, right-padded); labels are -100
     on padding, so a pad id equal to EOS still leaves each text's real EOS in the loss."""
-    from brittle.pretraining import pad_texts
-
     input_ids, mask = pad_texts(tokenizer, texts, max_length)
     return {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
 

@@ -220,6 +220,22 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def weights_fingerprint(model: str | os.PathLike) -> str | None:
+    """SHA-256 of the names, sizes and modification times of a local folder's ``*.safetensors``.
+
+    Cheap even for a 6.9B checkpoint (nothing is read), and it changes when a model is retrained
+    under the same path, so a step's params can include it. None for a Hub id, whose revision
+    identifies it instead.
+    """
+    import hashlib
+
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.glob("*.safetensors"))]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 def require_step(outdir: str | os.PathLike, files: list[str], how: str) -> Path:
     """The folder of a finished earlier step, or a :class:`~brittle.cli.UserError` saying how to make it.
 

@@ -1,7 +1,6 @@
-"""Small causal-LM training: from-scratch GPT-NeoX pretraining and short fine-tuning runs.
+"""From-scratch GPT-NeoX pretraining (the tiny world's base and filtered models).
 
-:func:`train_causal_lm` is one loop for both uses: packed blocks of a corpus (pretraining) or one
-padded example per text (fine-tuning, e.g. a relearning attack). AdamW on float32 master weights
+:func:`train_causal_lm` trains on packed blocks of a corpus: AdamW on float32 master weights
 (a bf16 update below bf16 resolution would round to zero), linear warm-up then cosine decay,
 gradient clipping, and a seeded batch order, so one seed gives one result.
 """
@@ -75,24 +74,6 @@ def _packed_batches(tokenizer, texts: Sequence[str], seq_len: int, batch_size: i
         yield batch, torch.ones_like(batch)
 
 
-def pad_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One example per text (EOS appended, truncated to ``max_length``), right-padded.
-
-    Returns ``(input_ids, attention_mask)``, both int64 ``[len(texts), longest]``.
-    """
-    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-    eos = tokenizer.eos_token_id
-    seqs = [(s + [eos])[:max_length] for s in ids]
-    width = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        input_ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return input_ids, mask
-
-
 def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio * lr``."""
     if step < warmup:
@@ -101,30 +82,17 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float) -> fl
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _padded_batches(tokenizer, texts: Sequence[str], max_length: int, batch_size: int, steps: int,
-                    generator: torch.Generator):
-    """Fine-tuning batches: one padded example per text, drawn epoch by epoch from seeded
-    permutations (no repeats within an epoch)."""
-    data, mask = pad_texts(tokenizer, texts, max_length)
-    order = torch.empty(0, dtype=torch.long)
-    for _ in range(steps):
-        while len(order) < batch_size:
-            order = torch.cat([order, torch.randperm(len(data), generator=generator)])
-        idx, order = order[:batch_size], order[batch_size:]
-        yield data[idx], mask[idx]
-
-
 def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: int, lr: float,
-                    batch_size: int = 32, seed: int = 0, seq_len: int = 64, packing: bool = True,
+                    batch_size: int = 32, seed: int = 0, seq_len: int = 64,
                     warmup: int | None = None, min_lr_ratio: float = 0.1, weight_decay: float = 0.01,
                     grad_clip: float = 1.0, device: torch.device | str | None = None,
                     amp_dtype: torch.dtype | None = None, progress: bool = True,
                     desc: str = "train", log_every: int = 1) -> pd.DataFrame:
     """Train ``model`` in place with next-token cross-entropy on ``texts``.
 
-    packing=True: texts joined with EOS and cut into ``seq_len`` blocks, re-shuffled and re-packed
-    every epoch (pretraining);
-    packing=False: one right-padded example per text, padding excluded from the loss (fine-tuning).
+    Texts are joined with EOS and cut into ``seq_len`` blocks, re-shuffled and re-packed every
+    epoch. (Fine-tuning on one padded example per text, with checkpoints for evaluation, is
+    :func:`brittle.finetuning.finetune`.)
     ``amp_dtype`` (e.g. torch.bfloat16 on a GPU) runs forward/backward under autocast while the
     weights and AdamW state stay in the model's own dtype (keep it float32).
     Returns a DataFrame with one row per logged step: step (1-based), loss (mean nats per
@@ -139,8 +107,7 @@ def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: in
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(seed)
-    make_batches = _packed_batches if packing else _padded_batches
-    batches = make_batches(tokenizer, texts, seq_len, batch_size, steps, gen)
+    batches = _packed_batches(tokenizer, texts, seq_len, batch_size, steps, gen)
     model.train()
     rows, seen = [], 0
     bar = tqdm(batches, total=steps, desc=desc, disable=not progress)

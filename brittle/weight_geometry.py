@@ -90,7 +90,7 @@ def nullspace_split_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, energy:
     return row
 
 
-def pooled_split(rows: "pd.DataFrame", weights: "np.ndarray") -> list[dict]:  # noqa: F821
+def pooled_split(rows, weights: np.ndarray) -> list[dict]:
     """Energy-weighted pooling of step 10's fractions over matrices (weights = ‖ΔW‖_F²): the
     share of the whole MLP update in column vs null space, per side, with the pooled baseline."""
     out = []

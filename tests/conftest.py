@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny  # noqa: E402,F401
+from tests.tiny_models import TINY_TEXTS  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,4 +1,3 @@
-import torch
 
 from tests.tiny_models import make_tiny_model
 

@@ -1,7 +1,6 @@
 """Hub-dataset loaders on the genuine offline copies, and create_datasets.py end to end."""
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -50,8 +50,10 @@ def test_same_seed_same_training(tiny_tokenizer):
     assert runs[0][1]["loss"].notna().all() and len(runs[0][1]) == 6
 
 
-def test_padding_is_masked_from_the_loss(tiny_tokenizer):
-    """Unpacked step-1 loss = token-weighted mean of each text's own HF loss (no padding)."""
+def test_padding_is_masked_from_the_finetuning_loss(tiny_tokenizer):
+    """Padded-batch loss of the fine-tuning loop = token-weighted mean of each text's own HF loss."""
+    from brittle.finetuning import causal_lm_loss, pad_batch
+
     model = small_model(tiny_tokenizer)
     texts = TINY_TEXTS[:3]  # different lengths, so the batch is padded
     total = count = 0.0
@@ -60,10 +62,10 @@ def test_padding_is_masked_from_the_loss(tiny_tokenizer):
         with torch.no_grad():
             total += float(model(ids, labels=ids).loss) * (ids.shape[1] - 1)
         count += ids.shape[1] - 1
-    log = train_causal_lm(model, tiny_tokenizer, texts, steps=1, lr=1e-3, batch_size=3, seq_len=64,
-                          packing=False, progress=False)
-    assert log["loss"].iloc[0] == pytest.approx(total / count, rel=1e-5)
-    assert log["tokens"].iloc[0] == count
+    batch = pad_batch(tiny_tokenizer, texts, max_length=64)
+    assert int(batch["attention_mask"].sum()) - len(texts) == count
+    with torch.no_grad():
+        assert float(causal_lm_loss(model, batch)) == pytest.approx(total / count, rel=1e-5)
 
 
 def test_frozen_parameters_stay_bit_identical(tiny_tokenizer):
