@@ -62,7 +62,7 @@ def build_parser():
                    help="dtype of the saved weights (float32 keeps small updates exact)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_runtime_args(p, batch_size=None)
-    hp = p.add_argument_group("method hyperparameters (default: the method's profile; see the README, "Unlearning")")
+    hp = p.add_argument_group("method hyperparameters (default: the method's profile; see the README's Unlearning section)")
     for name, spec in SPECS.items():
         if name != "batch_size":
             hp.add_argument("--" + name.replace("_", "-"), type=spec.type, default=None, help=spec.help)
