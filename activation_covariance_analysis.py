@@ -1,13 +1,13 @@
 """Step 9: did model B change the *shape* of the activation distribution, and more on forget text?
 
-For every hidden-state layer (0 = embeddings, last = final-normed output), split and model, the
+For every hidden state (0 = embeddings, last = after the final norm), split and model, the
 eigenvalues of the per-token covariance of the hidden states (float64, all non-pad tokens of the
 split, from the shared activation cache), and from them the effective rank exp(H(p)) and the
 spectral entropy H(p) of the normalised spectrum p = λ/Σλ (nats). A's and B's spectra are then
 compared with the 1-Wasserstein distance between their eigenvalue distributions (each of the d
 eigenvalues carries mass 1/d: the distribution of variance over principal directions), per split;
 the selectivity ratio W₁(forget) / W₁(retain) says whether the change concentrates on forget text.
-CIs: 95 % bootstrap over text groups (--moment-groups contiguous blocks of texts; the covariance
+Intervals: 95 % bootstrap over text groups (--moment-groups contiguous blocks of texts; the covariance
 of a resample is pooled from the groups' moments).
 
     uv run activation_covariance_analysis.py --model-a models/tiny/tiny-base --model-b models/tiny/tiny-filtered
@@ -20,74 +20,77 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-import pandas as pd
-
 from brittle import cli
-from brittle.activations import (CaptureConfig, ModelSpec, add_capture_args, cache_root, ensure_captures,
-                                 split_texts, step_params)
-from brittle.io import StepRun, model_slug, save_figure, write_csv
-from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein
-from brittle.plotting.activations import covariance
-from brittle.stats import percentile_ci, pooled_covariance_eigs, resample_counts
+from brittle.errors import UserError
+
+STEP = "activation_covariance"
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p)
     cli.add_pair_args(p)
-    add_capture_args(p)
+    cli.add_text_args(p, argv)
+    cli.add_capture_args(p)
     cli.add_runtime_args(p)
     cli.add_output_args(p)
     return p
 
 
-def _with_ci(row: dict, name: str, point: float, reps: np.ndarray) -> None:
+def _with_ci(row: dict, name: str, point: float, reps) -> None:
+    from brittle.stats import percentile_ci
+
     lo, hi = percentile_ci(reps)
     row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = point, float(lo), float(hi)
 
 
 def body(args, argv) -> int:
-    splits = split_texts(args)
+    import numpy as np
+    import pandas as pd
+
+    from brittle.activation_steps import open_step
+    from brittle.io import model_slug, save_figure, write_csv
+    from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein
+    from brittle.plotting.activations import covariance
+    from brittle.stats import pooled_covariance_eigs, resample_counts
+
     if args.moment_groups < 1:
-        raise cli.UserError("covariance needs moments: use --moment-groups 1 or more")
-    run = StepRun(cli.step_dir(args, "activation_covariance", args.model_a, args.model_b),
-                  step_params(args, splits), argv)
-    if run.should_skip(args.force):
+        raise UserError("covariance needs moments: use --moment-groups 1 or more")
+    opened = open_step(args, argv, STEP)
+    if opened is None:
         return 0
-    with run.timed("capture"):
-        caps = ensure_captures([ModelSpec(args.model_a, args.revision_a), ModelSpec(args.model_b, args.revision_b)],
-                               splits, CaptureConfig.from_args(args), cache_root(args), pair=True)
+    run, caps, splits = opened.run, opened.captures, opened.splits
     moments = {(m, s): caps.models[i][s].moments("hidden") for i, m in enumerate("ab") for s in splits}
-    n_layers = moments[("a", "forget")]["sum"].shape[1]
+    n_states = moments[("a", "forget")]["sum"].shape[1]  # L + 1 hidden states
     # Groups hold the same texts in A and B, so one resampling per split pairs the two models;
     # forget and retain are independent samples and are resampled independently.
-    weights = {s: resample_counts(len(moments[("a", s)]["count"]), args.n_boot, args.seed + k)
+    weights = {s: resample_counts(len(moments[("a", s)]["count"]), args.n_bootstrap, args.seed + k)
                for k, s in enumerate(splits)}
     metric_rows, comparison_rows, spectra = [], [], []
     with run.timed("spectra"):
-        for layer in range(n_layers):
+        for index in range(n_states):
             dist = {}
             for s in splits:
                 eigs = {}
                 for m in "ab":
                     mom = moments[(m, s)]
-                    args_l = (mom["count"], mom["sum"][:, layer], mom["sq"][:, layer])
+                    args_l = (mom["count"], mom["sum"][:, index], mom["sq"][:, index])
                     point, reps = pooled_covariance_eigs(*args_l), pooled_covariance_eigs(*args_l, weights[s])
                     eigs[m] = (point, reps)
-                    row = {"layer": layer, "split": s, "model": m, "n_tokens": int(mom["count"].sum())}
+                    row = {"hidden_state": index, "split": s, "model": m, "n_tokens": int(mom["count"].sum())}
                     _with_ci(row, "effective_rank", float(effective_rank(point)), effective_rank(reps))
                     _with_ci(row, "spectral_entropy", float(spectral_entropy(point)), spectral_entropy(reps))
                     _with_ci(row, "total_variance", float(point.sum()), reps.sum(1))
                     metric_rows.append(row)
-                    spectra.append(pd.DataFrame({"layer": layer, "split": s, "model": m,
+                    spectra.append(pd.DataFrame({"hidden_state": index, "split": s, "model": m,
                                                  "rank": np.arange(1, len(point) + 1), "eigenvalue": point[::-1]}))
                 dist[s] = (spectrum_wasserstein(eigs["a"][0], eigs["b"][0]),
                            spectrum_wasserstein(eigs["a"][1], eigs["b"][1]))
-            row = {"layer": layer}
+            row = {"hidden_state": index}
             for s in splits:
                 _with_ci(row, f"wasserstein_{s}", float(dist[s][0]), dist[s][1])
             with np.errstate(divide="ignore", invalid="ignore"):
-                # 0/0 (layers B did not change) is NaN: no change, no selectivity to speak of.
+                # 0/0 (hidden states B did not change) is NaN: no change, no selectivity to speak of.
                 _with_ci(row, "selectivity_ratio", float(dist["forget"][0] / dist["retain"][0]),
                          dist["forget"][1] / dist["retain"][1])
             comparison_rows.append(row)
@@ -104,7 +107,7 @@ def body(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Step 8: how far apart are forget and retain texts inside each model, and did B change that?
 
-Per hidden-state layer (0 = embeddings, last = final-normed output) and model, on each text's
-last non-pad token state: the cosine distance between the forget and retain centroids, the
-held-out AUC of a logistic-regression classifier (stratified 5-fold, out-of-fold scores), and the
+Per hidden state (0 = embeddings, last = after the final norm) and model, on each text's last
+non-pad token state: the cosine distance between the forget and retain centroids, the held-out
+AUC of a logistic-regression classifier (stratified 5-fold, out-of-fold scores), and the
 between/within-class variance ratio (trace form of Fisher's criterion). The change B − A of each
-metric uses a paired bootstrap (both models are evaluated on the same resampled texts); all CIs
-are 95 % percentile intervals from a seeded bootstrap over texts. Reads the shared activation
-cache; runs the models (in lockstep) only for what is missing.
+metric uses a paired bootstrap (both models are evaluated on the same resampled texts); all
+intervals are 95 % percentile intervals from a seeded bootstrap over texts. Reads the shared
+activation cache; runs the models (in lockstep) only for what is missing.
 
     uv run activation_separation_analysis.py --model-a models/tiny/tiny-base --model-b models/tiny/tiny-filtered
 
@@ -18,37 +18,35 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-import pandas as pd
-
 from brittle import cli
-from brittle.activations import (CaptureConfig, ModelSpec, add_capture_args, cache_root, ensure_captures,
-                                 split_texts, step_params)
-from brittle.io import StepRun, model_slug, save_figure, write_csv
-from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
-from brittle.plotting.activations import separation
-from brittle.probes import auc, out_of_fold_scores
-from brittle.stats import percentile_ci, resample_counts
 
+STEP = "activation_separation"
 METRICS = ("cosine_distance", "auc", "variance_ratio")
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p)
     cli.add_pair_args(p)
-    p.add_argument("--C", type=float, default=1.0, help="inverse regularisation of the AUC classifier")
-    p.add_argument("--max-iter", type=int, default=1000, help="solver iterations of the classifier")
-    add_capture_args(p)
+    p.add_argument("--C", type=cli.positive_float, default=1.0, help="inverse regularisation of the AUC classifier")
+    p.add_argument("--max-iter", type=cli.positive_int, default=1000, help="solver iterations of the classifier")
+    cli.add_text_args(p, argv)
+    cli.add_capture_args(p)
     cli.add_runtime_args(p)
     cli.add_output_args(p)
     return p
 
 
-def layer_replicates(f: np.ndarray, r: np.ndarray, scores: np.ndarray, wf: np.ndarray, wr: np.ndarray) -> np.ndarray:
-    """(n_boot, 3) bootstrap replicates of the three metrics for one layer of one model.
+def layer_replicates(f, r, scores, wf, wr):
+    """(n_boot, 3) bootstrap replicates of the three metrics for one hidden state of one model.
 
     ``wf``/``wr``: resampling counts of forget/retain texts; the classifier's out-of-fold
     ``scores`` (forget first) are resampled with the same counts (no refit)."""
+    import numpy as np
+
+    from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
+    from brittle.probes import auc
+
     y = np.r_[np.ones(len(f)), np.zeros(len(r))]
     w = np.concatenate([wf, wr], axis=1).astype(int)
     aucs = [auc(np.repeat(y, row), np.repeat(scores, row)) for row in w]
@@ -56,34 +54,38 @@ def layer_replicates(f: np.ndarray, r: np.ndarray, scores: np.ndarray, wf: np.nd
 
 
 def body(args, argv) -> int:
-    splits = split_texts(args)
-    run = StepRun(cli.step_dir(args, "activation_separation", args.model_a, args.model_b),
-                  step_params(args, splits), argv)
-    if run.should_skip(args.force):
+    import numpy as np
+    import pandas as pd
+
+    from brittle.activation_steps import open_step
+    from brittle.io import model_slug, save_figure, write_csv
+    from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
+    from brittle.plotting.activations import separation
+    from brittle.probes import auc, out_of_fold_scores
+    from brittle.stats import percentile_ci, resample_counts
+
+    opened = open_step(args, argv, STEP)
+    if opened is None:
         return 0
-    with run.timed("capture"):
-        caps = ensure_captures([ModelSpec(args.model_a, args.revision_a), ModelSpec(args.model_b, args.revision_b)],
-                               splits, CaptureConfig.from_args(args), cache_root(args), pair=True)
+    run, caps = opened.run, opened.captures
     states = [(c["forget"].last_token, c["retain"].last_token) for c in caps.models]
     n_f, n_r = len(states[0][0]), len(states[0][1])
-    if min(n_f, n_r) < 2:
-        raise cli.UserError(f"separation needs at least 2 texts per split (got forget {n_f}, retain {n_r})")
-    # One resampling of the texts shared by both models and all layers: the change B − A is then a
-    # paired difference, and layers are comparable replicate by replicate.
-    wf = resample_counts(n_f, args.n_boot, args.seed)
-    wr = resample_counts(n_r, args.n_boot, args.seed + 1)
+    # One resampling of the texts shared by both models and all hidden states: the change B − A is
+    # then a paired difference, and hidden states are comparable replicate by replicate.
+    wf = resample_counts(n_f, args.n_bootstrap, args.seed)
+    wr = resample_counts(n_r, args.n_bootstrap, args.seed + 1)
     y = np.r_[np.ones(n_f, int), np.zeros(n_r, int)]
     rows, changes = [], []
     with run.timed("metrics"):
-        for layer in range(states[0][0].shape[1]):
+        for index in range(states[0][0].shape[1]):
             reps, points = [], []
             for m, (f, r) in enumerate(states):
-                f, r = f[:, layer].astype(np.float64), r[:, layer].astype(np.float64)
+                f, r = f[:, index].astype(np.float64), r[:, index].astype(np.float64)
                 scores = out_of_fold_scores(np.concatenate([f, r]), y, args.C, args.max_iter, seed=args.seed)
                 point = np.array([centroid_cosine_distance(f, r), auc(y, scores), variance_ratio(f, r)])
                 rep = layer_replicates(f, r, scores, wf, wr)
                 lo, hi = percentile_ci(rep)
-                row = {"layer": layer, "model": "ab"[m], "model_id": [args.model_a, args.model_b][m]}
+                row = {"hidden_state": index, "model": "ab"[m], "model_id": [args.model_a, args.model_b][m]}
                 for k, name in enumerate(METRICS):
                     row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = point[k], lo[k], hi[k]
                 rows.append(row)
@@ -91,7 +93,7 @@ def body(args, argv) -> int:
                 points.append(point)
             lo, hi = percentile_ci(reps[1] - reps[0])
             for k, name in enumerate(METRICS):
-                changes.append({"layer": layer, "metric": name, "model_a_value": points[0][k],
+                changes.append({"hidden_state": index, "metric": name, "model_a_value": points[0][k],
                                 "model_b_value": points[1][k], "change_b_minus_a": points[1][k] - points[0][k],
                                 "ci_low": lo[k], "ci_high": hi[k]})
     metrics = pd.DataFrame(rows)
@@ -105,7 +107,7 @@ def body(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

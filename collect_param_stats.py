@@ -16,55 +16,59 @@ Example:
     uv run collect_param_stats.py --model-a models/tiny/tiny-base --model-b unlearned_models/tiny-base__npo
 
 Writes to <output-root>/<slug_a>__vs__<slug_b>/param_stats/ (or --outdir):
-    per_matrix.csv   one row per 2-D weight (name, layer, group, shape0, shape1, dW_fro, W_fro,
-                     dW_fro_rel, dW_spectral, W_spectral, dW_spectral_rel, dW_stable_rank,
-                     W_stable_rank, [dW_empirical_rank, W_empirical_rank], W_cosine, dW_zero_frac)
-    per_layer.csv    one row per (layer, group): dW_fro_layer, W_fro_layer, dW_fro_layer_rel,
-                     max_dW_spectral, max_W_spectral, max_dW_spectral_rel, mean_dW_stable_rank,
-                     [mean_dW_empirical_rank], count_mats, W_cosine_layer, dW_zero_frac_layer
+    per_matrix.csv   one row per 2-D weight matrix (block = the transformer block it belongs to)
+    per_layer.csv    one row per (block, group), pooled over the group's matrices
     run_meta.json, _DONE.json
+Columns: docs/columns.md, or `uv run python -m brittle.steps show param_stats`.
 """
 
 from __future__ import annotations
 
 import sys
 
-from tqdm import tqdm
-
 from brittle import cli
-from brittle.io import StepRun, write_csv
-from brittle.metrics.linalg import SPECTRAL_TOL
-from brittle.param_stats import describe_relatedness, matrix_row, per_layer, per_matrix_frame, public, \
-    relatedness_summary
-from brittle.weights import WeightPairs, stored_transposed
 
+STEP = "param_stats"
 # Above this share of exact zeros in the ΔW of changed matrices, ΔW is mostly 16-bit rounding.
 ZERO_WARN = 0.5
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p, used=False)
     cli.add_pair_args(p)
     cli.add_output_args(p)
     p.add_argument("--empirical-rank", action="store_true",
                    help="also compute the 99%%-energy rank of dW and W (full spectra: ~5 s per 4096x16384 matrix)")
-    p.add_argument("--spectral-tol", type=float, default=SPECTRAL_TOL,
-                   help="ARPACK relative tolerance on sigma_1^2 (sigma_1 is accurate to about half of it)")
+    p.add_argument("--spectral-tol", type=cli.positive_float, default=None,
+                   help="ARPACK relative tolerance on sigma_1^2, sigma_1 is accurate to about half of it "
+                        "(default: brittle.metrics.linalg.SPECTRAL_TOL, 1e-4)")
     return p
 
 
-def run(args) -> int:
-    outdir = cli.step_dir(args, "param_stats", args.model_a, args.model_b)
+def run(args, argv) -> int:
+    from tqdm import tqdm
+
+    from brittle import steps
+    from brittle.errors import UserError
+    from brittle.io import StepRun, write_csv
+    from brittle.metrics.linalg import SPECTRAL_TOL
+    from brittle.param_stats import describe_relatedness, matrix_row, per_layer, per_matrix_frame, public, \
+        relatedness_summary
+    from brittle.weights import WeightPairs, stored_transposed
+
+    outdir = steps.outdir(args, STEP, model_a=args.model_a, model_b=args.model_b)
+    args.spectral_tol = args.spectral_tol or SPECTRAL_TOL
     params = {"model_a": args.model_a, "model_b": args.model_b, "revision_a": args.revision_a,
               "revision_b": args.revision_b, "empirical_rank": args.empirical_rank,
               "spectral_tol": args.spectral_tol}
-    step = StepRun(outdir, params)
+    step = StepRun(outdir, params, argv, models={"a": args.model_a, "b": args.model_b})
     if step.should_skip(args.force):
         return 0
 
     pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True)
     if len(pairs) == 0:
-        raise cli.UserError(f"{args.model_a} holds no 2-D weight matrices to compare")
+        raise UserError(f"{args.model_a} holds no 2-D weight matrices to compare")
     rows = []
     with step.timed("stream_and_stats"):
         for name, w_a, w_b in tqdm(pairs, total=len(pairs), desc="param stats", unit="matrix"):
@@ -102,7 +106,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(run, build_parser(), argv)
+    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -28,15 +28,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from brittle.cli import UserError, parser, run_main
-from brittle.io import StepRun
+from brittle import cli
+from brittle.errors import UserError
 
 DEFAULT_DIRS = {"synthetic": "data/tiny", "hf": "data/deep-ignorance", "tofu": "data/tofu"}
 LOCAL_SUBDIRS = {"wmdp": "wmdp_bio", "wikitext": "wikitext2_raw", "tofu": "tofu"}
 
 
-def build_parser():
-    p = parser(__doc__)
+def build_parser(argv=None):
+    p = cli.parser(__doc__)
     p.add_argument("--preset", default=None, help="take --source and --outdir from presets/<name>.env (DATA_SOURCE, DATA_DIR)")
     p.add_argument("--source", choices=sorted(DEFAULT_DIRS), default=None, help="where the data comes from (default: synthetic)")
     p.add_argument("--outdir", default=None, help="output folder (default: data/tiny, data/deep-ignorance or data/tofu)")
@@ -44,18 +44,18 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the world / the question split")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder is complete with the same parameters")
     g = p.add_argument_group("synthetic")
-    g.add_argument("--n-scored", type=int, default=40, help="scored entities per domain (hazard ones split into subsets A and B)")
-    g.add_argument("--n-format", type=int, default=40, help="format entities per domain (all templates in training, never scored)")
-    g.add_argument("--filler-per-word", type=int, default=3, help="filler sentences per template word")
+    g.add_argument("--n-scored", type=cli.positive_int, default=40, help="scored entities per domain (hazard ones split into subsets A and B)")
+    g.add_argument("--n-format", type=cli.positive_int, default=40, help="format entities per domain (all templates in training, never scored)")
+    g.add_argument("--filler-per-word", type=cli.positive_int, default=3, help="filler sentences per template word")
     g = p.add_argument_group("hf")
     g.add_argument("--eval-fraction", type=float, default=0.5, help="share of WMDP-Bio questions held out for evaluation")
-    g.add_argument("--n-val", type=int, default=200, help="validation questions, drawn from the forget part")
-    g.add_argument("--max-retain", type=int, default=None,
+    g.add_argument("--n-val", type=cli.positive_int, default=200, help="validation questions, drawn from the forget part")
+    g.add_argument("--max-retain", type=cli.positive_int, default=None,
                    help="cap on retain texts: WikiText paragraphs for hf (default 1000; as many again go to "
                         "attack/benign_train.txt), TOFU pairs for tofu (default: all 3,600)")
     g.add_argument("--wikitext-split", default="test", choices=["train", "validation", "test"], help="WikiText-2 split for retain text")
     g.add_argument("--forget-corpus", action="store_true", help="forget.txt from the gated cais/wmdp-bio-forget-corpus (needs HF_TOKEN access)")
-    g.add_argument("--max-forget-docs", type=int, default=1000, help="documents taken from the forget corpus")
+    g.add_argument("--max-forget-docs", type=cli.positive_int, default=1000, help="documents taken from the forget corpus")
     return p
 
 
@@ -72,6 +72,7 @@ def local_subdir(root: str | None, name: str) -> Path | None:
 
 def body(args, argv=None) -> int:
     from brittle.data import build
+    from brittle.io import StepRun
     from brittle.runtime import load_env
 
     load_env()  # HF_TOKEN for the gated forget corpus
@@ -84,6 +85,8 @@ def body(args, argv=None) -> int:
     args.source = args.source or "synthetic"
     if args.source not in DEFAULT_DIRS:
         raise UserError(f"unknown data source {args.source!r} (choose from {', '.join(sorted(DEFAULT_DIRS))})")
+    if args.source == "synthetic" and args.n_scored % 2:
+        raise UserError("--n-scored must be an even number >= 2 (split into subsets A and B)")
     outdir = Path(args.outdir or DEFAULT_DIRS[args.source])
     params = {"source": args.source, "seed": args.seed, "local_dir": args.local_dir}
     if args.source == "synthetic":
@@ -101,8 +104,6 @@ def body(args, argv=None) -> int:
 
     with run.timed("build"):
         if args.source == "synthetic":
-            if args.n_scored < 2 or args.n_scored % 2:
-                raise UserError("--n-scored must be an even number >= 2 (split into subsets A and B)")
             files, info = build.synthetic_files(args.seed, args.n_scored, args.n_format, args.filler_per_word)
         elif args.source == "hf":
             files, info = build.hf_files(
@@ -112,7 +113,7 @@ def body(args, argv=None) -> int:
                 max_forget_docs=args.max_forget_docs)
         else:
             files, info = build.tofu_files(local_subdir(args.local_dir, "tofu"), max_retain=args.max_retain)
-    manifest = build.write_folder(outdir, files, info)
+    manifest = build.write_folder(run.dir, files, info)
     width = max(len(k) for k in manifest["files"])
     for rel, meta in manifest["files"].items():
         print(f"  {rel:<{width}}  {meta['lines']:>6} lines")
@@ -122,8 +123,7 @@ def body(args, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    p = build_parser()
-    return run_main(lambda args: body(args, argv), p, argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ lm-evaluation-harness's ``wmdp_bio`` task). Retain perplexity is per token, padd
     uv run evaluate.py --model EleutherAI/deep-ignorance-unfiltered --data-dir data/deep-ignorance \
         --ids robust_mcqa_ids.txt --formats mcqa --max-length 1024
 
-Reads <data-dir>/questions/{hazard,benign}_<split>.jsonl (those present) and <data-dir>/retain.txt.
+Reads <data-dir>/questions/{hazard,benign}_<split>.jsonl (those present) and <data-dir>/retain.txt
+(<data-dir>: the preset's DATA_DIR unless given).
 Writes <output-root>/<model>/evaluation/ (or --outdir): scores.csv (one row per question and
 format), accuracy.csv (one row per question set and format), summary.json, run_meta.json, _DONE.json.
 """
@@ -21,17 +22,19 @@ import math
 import sys
 from pathlib import Path
 
-from brittle.cli import UserError, add_output_args, add_runtime_args, parser, run_main, step_dir
-from brittle.io import StepRun, file_digest, weights_fingerprint, write_csv, write_json
+from brittle import cli
+from brittle.errors import UserError
 
+STEP = "evaluation"
 FORMATS = ("cloze", "mcqa")
 
 
-def build_parser():
-    p = parser(__doc__)
-    p.add_argument("--model", required=True, help="Hub id or local model folder")
-    p.add_argument("--revision", default=None, help="Hub revision of the model")
-    p.add_argument("--data-dir", default="data/tiny", help="data folder written by create_datasets.py")
+def build_parser(argv=None):
+    p = cli.parser(__doc__)
+    cli.add_preset_arg(p)
+    cli.add_model_arg(p, "Hub id or local model folder")
+    p.add_argument("--data-dir", default=None,
+                   help=f"data folder written by create_datasets.py (default: {cli.from_preset(argv, 'DATA_DIR')})")
     p.add_argument("--split", choices=["eval", "val"], default="eval",
                    help="question split: eval (reported numbers) or val (for tuning)")
     p.add_argument("--questions", nargs="*", default=None,
@@ -40,12 +43,13 @@ def build_parser():
     p.add_argument("--normalization", choices=["chars", "tokens", "none"], default="chars",
                    help="cloze length normalisation (chars = lm-evaluation-harness acc_norm)")
     p.add_argument("--ids", default=None, help="file of question ids to keep (one per line or a JSON list)")
-    p.add_argument("--max-questions", type=int, default=None, help="first N questions per set (quick checks)")
-    p.add_argument("--retain-file", default=None, help="texts for retain perplexity (default <data-dir>/retain.txt)")
-    p.add_argument("--max-retain", type=int, default=200, help="retain texts scored (0 skips perplexity)")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per sequence (context truncated on the left)")
-    add_runtime_args(p, batch_size=16)
-    add_output_args(p)
+    p.add_argument("--max-questions", type=cli.positive_int, default=None, help="first N questions per set (quick checks)")
+    p.add_argument("--retain-file", default=None, help="texts for retain perplexity (default: <data-dir>/retain.txt)")
+    p.add_argument("--max-retain", type=cli.non_negative_int, default=200, help="retain texts scored (0 skips perplexity)")
+    p.add_argument("--max-length", type=cli.positive_int, default=None,
+                   help=f"tokens per sequence, context truncated on the left (default: {cli.from_preset(argv, 'MAX_LENGTH')})")
+    cli.add_runtime_args(p, batch_size=16)
+    cli.add_output_args(p)
     return p
 
 
@@ -65,9 +69,15 @@ def body(args, argv=None) -> int:
     import pandas as pd
 
     from brittle import evaluation as ev
+    from brittle import steps
+    from brittle.io import StepRun, read_lines, write_csv, write_json
     from brittle.models import load_model, load_tokenizer
+    from brittle.presets import data_dir, load_preset, number
     from brittle.runtime import resolve_device, resolve_dtype, seed_everything
 
+    preset = load_preset(args.preset)
+    args.data_dir = args.data_dir or str(data_dir(preset))
+    args.max_length = args.max_length or number(preset, "MAX_LENGTH")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -80,12 +90,9 @@ def body(args, argv=None) -> int:
         raise UserError(f"nothing to evaluate: no question files in {args.data_dir}/questions and --max-retain 0")
     ids = ev.read_id_list(args.ids) if args.ids else None
 
-    params = {k: v for k, v in vars(args).items() if k not in {"output_root", "batch_size", "device"}}
-    params.update(model_fingerprint=weights_fingerprint(args.model),
-                  question_sha256={name: file_digest(p) for name, p in sets.items()},
-                  retain_sha256=file_digest(retain) if args.max_retain else None,
-                  ids_sha256=file_digest(Path(args.ids)) if args.ids else None)
-    run = StepRun(step_dir(args, "evaluation", args.model), params, argv=argv)
+    params = {k: v for k, v in vars(args).items() if k not in {"batch_size", "device"}}
+    run = StepRun(steps.outdir(args, STEP, model=args.model), params, argv, models={"model": args.model},
+                  files={**sets, "retain": retain if args.max_retain else None, "ids": args.ids})
     if run.should_skip(args.force):
         return 0
 
@@ -121,7 +128,7 @@ def body(args, argv=None) -> int:
 
     perplexity = n_tokens = None
     if args.max_retain:
-        texts = [t for t in retain.read_text(encoding="utf-8").splitlines() if t.strip()][: args.max_retain]
+        texts = read_lines(retain, args.max_retain, what="retain texts")
         with run.timed("perplexity"):
             nll, n_tokens = ev.text_nll(model, tokenizer, texts, args.max_length, args.batch_size, progress=True)
         perplexity = math.exp(nll / n_tokens)
@@ -142,7 +149,7 @@ def body(args, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ the same text; ``--greedy`` decodes deterministically.
 
 ``--interactive`` reads prompts until Ctrl-D or Ctrl-C and streams tokens as they are generated.
 
-``--sweep`` runs the prompt through every model folder in ``--models-dir`` (``--include-base``
+``--sweep`` runs the prompt through every model folder in ``--unlearned-dir`` (``--include-base``
 adds the preset's base, filtered, reference and published unlearned models), one model in memory
 at a time. Files written (sweep only):
     <outdir>/<sha256 of the prompt>.csv   columns prompt, model, model_path, output; one row per
@@ -27,37 +27,33 @@ import gc
 import sys
 from pathlib import Path
 
-from brittle.cli import UserError, parser, run_main
-from brittle.generation import GenerationSettings, generate, text_streamer
-from brittle.inference_store import sweep_csv_path, upsert_outputs
-from brittle.io import model_slug
-from brittle.models import load_model, load_tokenizer
-from brittle.presets import load_preset
-from brittle.runtime import load_env, resolve_device, resolve_dtype
+from brittle import cli
+from brittle.errors import UserError
 
 # Preset keys naming models that exist before our unlearning runs, in the order they are swept.
 BASE_MODEL_KEYS = ("BASE_MODEL", "FILTERED_MODEL", "REFERENCE_MODEL", "PUBLISHED_UNLEARNED")
 
 
-def build_parser():
-    p = parser(__doc__)
+def build_parser(argv=None):
+    p = cli.parser(__doc__)
     p.add_argument("--model", help="model to run: local folder or Hub id")
     p.add_argument("--model-b", help="second model, answered after --model for a side-by-side comparison")
     p.add_argument("--prompt", help="the prompt (required unless --interactive)")
     p.add_argument("--interactive", action="store_true", help="prompt loop with streamed output; Ctrl-D or Ctrl-C quits")
-    p.add_argument("--sweep", action="store_true", help="run --prompt through every model in --models-dir and save a CSV")
-    p.add_argument("--models-dir", default="unlearned_models", help="folder of model folders swept by --sweep")
+    p.add_argument("--sweep", action="store_true", help="run --prompt through every model in --unlearned-dir and save a CSV")
+    p.add_argument("--unlearned-dir", default="unlearned_models", help="folder of model folders swept by --sweep")
     p.add_argument("--include-base", action="store_true",
                    help="with --sweep: also run the preset's base, filtered, reference and published unlearned models")
-    p.add_argument("--preset", default="tiny", help="preset whose models --include-base adds (name or .env path)")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="stop after this many generated tokens")
+    cli.add_preset_arg(p)
+    p.add_argument("--max-new-tokens", type=cli.positive_int, default=128, help="stop after this many generated tokens")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass")
     p.add_argument("--greedy", action="store_true", help="greedy decoding (ignores --temperature and --top-p)")
     p.add_argument("--no-chat-template", action="store_true", help="send the prompt raw even if the tokenizer has a chat template")
     p.add_argument("--outdir", default="outputs/inference", help="folder of the sweep CSVs")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on a capable GPU, else fp32), float32, bfloat16, float16")
+    p.add_argument("--device", type=cli.device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", type=cli.dtype_arg, default="auto",
+                   help="auto (bfloat16 on a GPU that supports it, else float32), float32, bfloat16 or float16")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (set before every generation)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
     return p
@@ -67,6 +63,10 @@ class LoadedModel:
     """A model and its tokenizer, loaded on demand and freed explicitly (sweeps hold one at a time)."""
 
     def __init__(self, path: str, args):
+        from brittle.io import model_slug
+        from brittle.models import load_model, load_tokenizer
+        from brittle.runtime import resolve_device, resolve_dtype
+
         self.path = path
         self.name = model_slug(path)
         device = resolve_device(args.device)
@@ -79,9 +79,9 @@ class LoadedModel:
         gc.collect()
 
 
-def settings_from(args) -> GenerationSettings:
-    if args.max_new_tokens < 1:
-        raise UserError("--max-new-tokens must be at least 1")
+def settings_from(args):
+    from brittle.generation import GenerationSettings
+
     if not 0 < args.top_p <= 1:
         raise UserError("--top-p must be in (0, 1]")
     if args.temperature < 0:
@@ -92,10 +92,12 @@ def settings_from(args) -> GenerationSettings:
 
 
 def sweep_models(args) -> list[str]:
-    """Model folders under --models-dir (those with a config.json, sorted), then the preset's
+    """Model folders under --unlearned-dir (those with a config.json, sorted), then the preset's
     models if --include-base; duplicates dropped."""
+    from brittle.presets import load_preset
+
     models: list[str] = []
-    models_dir = Path(args.models_dir)
+    models_dir = Path(args.unlearned_dir)
     if models_dir.is_dir():
         for sub in sorted(models_dir.iterdir()):
             if (sub / "config.json").is_file():
@@ -103,7 +105,7 @@ def sweep_models(args) -> list[str]:
             elif sub.is_dir():
                 print(f"[sweep] skipping {sub}: no config.json", file=sys.stderr)
     elif not args.include_base:
-        raise UserError(f"--models-dir {models_dir} does not exist (train models with unlearn.py, or add --include-base)")
+        raise UserError(f"--unlearned-dir {models_dir} does not exist (train models with unlearn.py, or add --include-base)")
     if args.include_base:
         preset = load_preset(args.preset)
         for key in BASE_MODEL_KEYS:
@@ -115,7 +117,10 @@ def sweep_models(args) -> list[str]:
     return unique
 
 
-def run_sweep(args, settings: GenerationSettings) -> int:
+def run_sweep(args, settings) -> int:
+    from brittle.generation import generate
+    from brittle.inference_store import sweep_csv_path, upsert_outputs
+
     models = sweep_models(args)
     csv_path = sweep_csv_path(args.outdir, args.prompt)
     print(f"[sweep] {len(models)} model(s) -> {csv_path}")
@@ -131,7 +136,9 @@ def run_sweep(args, settings: GenerationSettings) -> int:
     return 0
 
 
-def run_interactive(models: list[LoadedModel], settings: GenerationSettings) -> int:
+def run_interactive(models: list[LoadedModel], settings) -> int:
+    from brittle.generation import generate, text_streamer
+
     names = " vs ".join(m.name for m in models)
     print(f"Interactive mode ({names}). Ctrl-D or Ctrl-C to quit.")
     try:
@@ -153,11 +160,14 @@ def run_interactive(models: list[LoadedModel], settings: GenerationSettings) -> 
 
 
 def body(args) -> int:
+    from brittle.generation import generate
+    from brittle.runtime import load_env
+
     load_env()
     settings = settings_from(args)
     if args.sweep:
         if args.model or args.model_b or args.interactive:
-            raise UserError("--sweep runs every model in --models-dir; drop --model/--model-b/--interactive")
+            raise UserError("--sweep runs every model in --unlearned-dir; drop --model/--model-b/--interactive")
         if args.prompt is None:
             raise UserError("--sweep needs --prompt")
         return run_sweep(args, settings)
@@ -181,7 +191,7 @@ def body(args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_main(body, build_parser(), argv)
+    return cli.run_main(body, build_parser(argv), argv)
 
 
 if __name__ == "__main__":

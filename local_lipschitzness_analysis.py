@@ -7,7 +7,7 @@ the output log-probabilities over the R perturbations, and the norm of the gradi
 negative log-likelihood with respect to its embeddings (see brittle/sensitivity.py for the exact
 definitions). Unlike the other activation steps this one needs its own forward and backward
 passes (perturbed inputs cannot be served from a cache); each model is loaded once.
-Summaries are means over texts with 95 % bootstrap CIs; the change B/A is a paired bootstrap
+Summaries are means over texts with 95 % bootstrap intervals; the change B/A is a paired bootstrap
 (the same resampled texts for both models).
 
     uv run local_lipschitzness_analysis.py --model-a models/tiny/tiny-base --model-b models/tiny/tiny-filtered
@@ -19,47 +19,59 @@ lipschitz_change.csv, lipschitz.png, run_meta.json, _DONE.json.
 from __future__ import annotations
 
 import sys
-import time
-
-import pandas as pd
-import torch
 
 from brittle import cli
-from brittle.activations import CaptureConfig, add_capture_args, pad_batch, tokenize_texts, split_texts, step_params
-from brittle.io import StepRun, model_slug, save_figure, write_csv
-from brittle.models import load_model, load_tokenizer
-from brittle.plotting.activations import lipschitz
-from brittle.sensitivity import perturbation_stats
-from brittle.stats import percentile_ci, resample_counts
+from brittle.errors import UserError
 
+STEP = "lipschitzness"
 METRICS = ("lipschitz", "grad_norm", "output_variance")
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p)
     cli.add_pair_args(p)
-    p.add_argument("--epsilon", type=float, default=0.01, help="perturbation radius relative to each token's embedding norm")
-    p.add_argument("--n-perturbations", type=int, default=8, help="random perturbations per text")
-    add_capture_args(p)
+    p.add_argument("--epsilon", type=cli.positive_float, default=0.01,
+                   help="perturbation radius relative to each token's embedding norm")
+    p.add_argument("--n-perturbations", type=int, default=8, help="random perturbations per text (at least 2)")
+    cli.add_text_args(p, argv)
+    cli.add_capture_args(p, cache=False)
     cli.add_runtime_args(p)
     cli.add_output_args(p)
     return p
 
 
 def body(args, argv) -> int:
-    splits = split_texts(args)
-    if args.epsilon <= 0 or args.n_perturbations < 2:
-        raise cli.UserError("--epsilon must be > 0 and --n-perturbations at least 2")
-    run = StepRun(cli.step_dir(args, "lipschitzness", args.model_a, args.model_b), step_params(args, splits), argv)
-    if run.should_skip(args.force):
+    import time
+
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from brittle.activation_steps import open_step
+    from brittle.capture import tokenize_texts
+    from brittle.errors import require_finite
+    from brittle.io import model_slug, save_figure, write_csv
+    from brittle.models import load_model, load_tokenizer
+    from brittle.padding import pad_id, right_pad
+    from brittle.plotting.activations import lipschitz
+    from brittle.runtime import resolve_device, resolve_dtype
+    from brittle.sensitivity import perturbation_stats
+    from brittle.stats import percentile_ci, resample_counts
+
+    if args.n_perturbations < 2:
+        raise UserError("--n-perturbations must be at least 2 (the output variance needs two draws)")
+    # Perturbed inputs cannot be served from the activation cache: this step runs its own passes.
+    opened = open_step(args, argv, STEP, capture=False)
+    if opened is None:
         return 0
-    cfg = CaptureConfig.from_args(args)
-    device, dtype = cfg.resolved()
+    run, splits = opened.run, opened.splits
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     tokenizer = load_tokenizer(args.model_a, args.revision_a, args.trust_remote_code)
     token_ids = {s: tokenize_texts(tokenizer, texts, args.max_length) for s, texts in splits.items()}
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     rows, forward_tokens, t0 = [], 0, time.time()
-    from tqdm.auto import tqdm
 
     for m, (model_id, revision) in enumerate(((args.model_a, args.revision_a), (args.model_b, args.revision_b))):
         model = load_model(model_id, dtype=dtype, device=device, revision=revision,
@@ -69,9 +81,12 @@ def body(args, argv) -> int:
             order = sorted(range(len(ids_list)), key=lambda i: -len(ids_list[i]))
             for start in tqdm(range(0, len(order), args.batch_size), desc=f"{'ab'[m]} {s}", leave=False):
                 chunk = order[start:start + args.batch_size]
-                ids, mask = pad_batch(ids_list, chunk, pad_id)
+                ids, mask = right_pad([ids_list[i] for i in chunk], pad)
                 gen = torch.Generator().manual_seed(args.seed * 1_000_003 + start + (0 if s == "forget" else 500_009))
                 stats = perturbation_stats(model, ids, mask, args.epsilon, args.n_perturbations, gen)
+                for k in METRICS:
+                    require_finite(stats[k], f"{k} of {model_id} on {s} texts",
+                                   "the model overflows under perturbation (try --dtype float32)")
                 forward_tokens += ids.numel() * (args.n_perturbations + 1)
                 for row, i in enumerate(chunk):
                     rows.append({"split": s, "model": "ab"[m], "text_index": i, "n_tokens": int(mask[row].sum()),
@@ -82,7 +97,7 @@ def body(args, argv) -> int:
     for k, s in enumerate(splits):
         part = per_text[per_text.split == s]
         vals = {m: part[part.model == m].sort_values("text_index")[list(METRICS)].to_numpy() for m in "ab"}
-        w = resample_counts(len(vals["a"]), args.n_boot, args.seed + k)
+        w = resample_counts(len(vals["a"]), args.n_bootstrap, args.seed + k)
         reps = {m: (w @ vals[m]) / len(vals[m]) for m in "ab"}  # (n_boot, 3) means over resampled texts
         for m in "ab":
             lo, hi = percentile_ci(reps[m])
@@ -108,7 +123,7 @@ def body(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,7 @@ Example:
     uv run mlp_nullspace_alignment.py --model-a models/tiny/tiny-base --model-b unlearned_models/tiny-base__npo
 
 Writes to <output-root>/<slug_a>__vs__<slug_b>/mlp_nullspace/ (or --outdir):
-    mlp_nullspace.csv          one row per MLP matrix: name, layer, group, shape0, shape1,
-                               dW_fro, dW_fro_rel, rank, rank_frac, out_col_frac, out_null_frac,
-                               out_random_col_frac, in_col_frac, in_null_frac, in_random_col_frac,
-                               out_col_over_random, in_col_over_random
+    mlp_nullspace.csv          one row per MLP matrix: its split on both sides, beside r/m and r/n
     mlp_nullspace_summary.csv  per side (output, input): col_frac, null_frac, random_col_frac
                                pooled over all MLP matrices, weighted by ‖ΔW‖_F²
     mlp_nullspace.png          column-space share per matrix and side against r/m, r/n
@@ -29,19 +26,15 @@ from __future__ import annotations
 
 import sys
 
-import pandas as pd
-from tqdm import tqdm
-
 from brittle import cli
-from brittle.io import StepRun, save_figure, write_csv
-from brittle.models import classify_param
-from brittle.plotting import weights as plots
-from brittle.weight_geometry import nullspace_split_row, pooled_split
-from brittle.weights import WeightPairs, stored_transposed
+from brittle.errors import UserError
+
+STEP = "mlp_nullspace"
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p, used=False)
     cli.add_pair_args(p)
     cli.add_output_args(p)
     p.add_argument("--energy", type=float, default=0.99,
@@ -49,19 +42,29 @@ def build_parser():
     return p
 
 
-def run(args) -> int:
+def run(args, argv) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from brittle import steps
+    from brittle.io import StepRun, save_figure, write_csv
+    from brittle.models import classify_param
+    from brittle.plotting import weights as plots
+    from brittle.weight_geometry import nullspace_split_row, pooled_split
+    from brittle.weights import WeightPairs, stored_transposed
+
     if not 0 < args.energy < 1:
-        raise cli.UserError("--energy must be in (0, 1): at 1 the subspace is all of W's span")
-    outdir = cli.step_dir(args, "mlp_nullspace", args.model_a, args.model_b)
+        raise UserError("--energy must be in (0, 1): at 1 the subspace is all of W's span")
+    outdir = steps.outdir(args, STEP, model_a=args.model_a, model_b=args.model_b)
     params = {k: getattr(args, k) for k in ("model_a", "model_b", "revision_a", "revision_b", "energy")}
-    step = StepRun(outdir, params)
+    step = StepRun(outdir, params, argv, models={"a": args.model_a, "b": args.model_b})
     if step.should_skip(args.force):
         return 0
 
     pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True,
                         select=lambda name, shape: classify_param(name)[1] == "mlp")
     if len(pairs) == 0:
-        raise cli.UserError(f"no MLP weight matrices found in {args.model_a} (layer/group discovery found none)")
+        raise UserError(f"no MLP weight matrices found in {args.model_a} (layer/group discovery found none)")
     rows = []
     with step.timed("stream_and_split"):
         for name, w_a, w_b in tqdm(pairs, total=len(pairs), desc="mlp null space", unit="matrix"):
@@ -83,7 +86,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(run, build_parser(), argv)
+    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,7 @@ Example:
     uv run null_space_analysis.py --model-a models/tiny/tiny-base --model-b unlearned_models/tiny-base__npo
 
 Writes to <output-root>/<slug_a>__vs__<slug_b>/null_space_analysis/ (or --outdir):
-    null_space_results.csv  one row per sampled matrix: name, layer, group, shape0, shape1,
-                            max_rank, dW_fro_rel, dW_top10_energy(_random), dW_effective_rank(_random),
-                            dW_effective_rank_frac(_random), W_effective_rank, k,
-                            {out,in}_{geodesic,chordal,mean_cos2}(_random)
+    null_space_results.csv  one row per sampled matrix, every number beside its chance level
     null_space_summary.csv  per group (attn, mlp, all): median of each metric and of its baseline
     null_space.png          every metric per sampled matrix with its random baseline
     run_meta.json, _DONE.json
@@ -28,31 +25,30 @@ from __future__ import annotations
 
 import sys
 
-import pandas as pd
-from tqdm import tqdm
-
 from brittle import cli
-from brittle.io import StepRun, save_figure, write_csv
-from brittle.plotting import weights as plots
-from brittle.weight_geometry import null_space_row, sample_names
-from brittle.weights import WeightPairs, stored_transposed
+from brittle.errors import UserError
 
+STEP = "null_space_analysis"
 SUMMARY_METRICS = ["dW_top10_energy", "dW_effective_rank_frac", "out_geodesic", "in_geodesic",
                    "out_mean_cos2", "in_mean_cos2"]
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p, used=False)
     cli.add_pair_args(p)
     cli.add_output_args(p)
-    p.add_argument("--n-matrices", type=int, default=50, help="how many attention/MLP matrices to sample")
+    p.add_argument("--n-matrices", type=cli.positive_int, default=50, help="how many attention/MLP matrices to sample")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random baselines")
-    p.add_argument("--k", type=int, default=10, help="dimension of the top singular subspaces compared")
+    p.add_argument("--k", type=cli.positive_int, default=10, help="dimension of the top singular subspaces compared")
     p.add_argument("--energy", type=float, default=0.99, help="energy share that defines the effective rank")
     return p
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
+def summarise(results):
+    """Per group (attn, mlp, all): the median of each summary metric and of its chance level."""
+    import pandas as pd
+
     rows = []
     for group, g in [*results.groupby("group"), ("all", results)]:
         rec = {"group": group, "n_matrices": len(g)}
@@ -63,20 +59,29 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(args) -> int:
-    if args.n_matrices < 1 or args.k < 1 or not 0 < args.energy <= 1:
-        raise cli.UserError("--n-matrices and --k must be >= 1 and --energy in (0, 1]")
-    outdir = cli.step_dir(args, "null_space_analysis", args.model_a, args.model_b)
+def run(args, argv) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from brittle import steps
+    from brittle.io import StepRun, save_figure, write_csv
+    from brittle.plotting import weights as plots
+    from brittle.weight_geometry import null_space_row, sample_names
+    from brittle.weights import WeightPairs, stored_transposed
+
+    if not 0 < args.energy <= 1:
+        raise UserError("--energy must be in (0, 1]")
+    outdir = steps.outdir(args, STEP, model_a=args.model_a, model_b=args.model_b)
     params = {k: getattr(args, k) for k in ("model_a", "model_b", "revision_a", "revision_b",
                                             "n_matrices", "seed", "k", "energy")}
-    step = StepRun(outdir, params)
+    step = StepRun(outdir, params, argv, models={"a": args.model_a, "b": args.model_b})
     if step.should_skip(args.force):
         return 0
 
     every = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True)
     chosen = set(sample_names(every.shapes, args.n_matrices, args.seed))
     if not chosen:
-        raise cli.UserError(f"no attention or MLP weight matrices found in {args.model_a}")
+        raise UserError(f"no attention or MLP weight matrices found in {args.model_a}")
     pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True,
                         select=lambda name, shape: name in chosen)
     rows = []
@@ -98,7 +103,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(run, build_parser(), argv)
+    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,14 @@
 # Options: --preset NAME, --force, --base M, --filtered M, --unlearned M (repeatable),
 #          --no-unlearn (do not train unlearned models), --no-relearn (skip relearning attacks),
 #          --device DEV (auto, cpu, cuda), --output-root DIR (default outputs).
-# Each script owns its skip logic (a _DONE.json marker with matching parameters), so a step behaves
-# the same alone and here; this file only sequences them.
+# Each script owns its skip logic (a _DONE.json marker with matching parameters and inputs), so a
+# step behaves the same alone and here; this file only sequences them. The comparison steps and
+# whether each runs a model come from the step registry (uv run python -m brittle.steps).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v uv >/dev/null 2>&1; then
-  echo "uv is not installed: installing it with 'python3 -m pip install uv'"
-  python3 -m pip install --quiet uv
-fi
-
+usage() { sed -n '2,15p' "$0"; }
+fail() { echo "error: $*" >&2; exit 2; }
 preset=tiny
 force=()
 device=auto
@@ -30,53 +28,71 @@ do_unlearn=1
 do_relearn=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --preset) preset="$2"; shift 2 ;;
+    --preset|--base|--filtered|--unlearned|--device|--output-root)
+      [[ $# -ge 2 && "$2" != --* ]] || fail "$1 needs a value (see ./pipeline.sh --help)"
+      case "$1" in
+        --preset) preset="$2" ;;
+        --base) base_flag="$2" ;;
+        --filtered) filtered_flag="$2" ;;
+        --unlearned) unlearned_flag+=("$2") ;;
+        --device) device="$2" ;;
+        --output-root) root="$2" ;;
+      esac
+      shift 2 ;;
     --force) force=(--force); shift ;;
-    --base) base_flag="$2"; shift 2 ;;
-    --filtered) filtered_flag="$2"; shift 2 ;;
-    --unlearned) unlearned_flag+=("$2"); shift 2 ;;
     --no-unlearn) do_unlearn=0; shift ;;
     --no-relearn) do_relearn=0; shift ;;
-    --device) device="$2"; shift 2 ;;
-    --output-root) root="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "error: unknown argument '$1' (see ./pipeline.sh --help)" >&2; exit 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) fail "unknown argument '$1' (see ./pipeline.sh --help)" ;;
   esac
 done
 
 env_file="presets/${preset}.env"
-[[ -f "$env_file" ]] || { echo "error: no preset file $env_file (known: $(ls presets | sed 's/\.env//' | tr '\n' ' '))" >&2; exit 2; }
+[[ -f "$env_file" ]] || fail "no preset file $env_file (known: $(ls presets | sed 's/\.env//' | tr '\n' ' '))"
 # shellcheck disable=SC1090
 source "$env_file"
 BASE_MODEL="${base_flag:-$BASE_MODEL}"
 FILTERED_MODEL="${filtered_flag:-$FILTERED_MODEL}"
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "uv is not installed: installing it with 'python3 -m pip install uv'"
+  python3 -m pip install --quiet uv
+fi
 # Tiny models are dominated by per-op overhead: one thread per process is faster, and on a shared
 # machine it avoids oversubscribing the cores (presets set CPU_THREADS; unset = library default).
 if [[ -n "${CPU_THREADS:-}" ]]; then
   export OMP_NUM_THREADS="$CPU_THREADS" MKL_NUM_THREADS="$CPU_THREADS" OPENBLAS_NUM_THREADS="$CPU_THREADS"
 fi
-dev=(--device "$device")
-out=(--output-root "$root")
+common=(--preset "$preset" --output-root "$root" "${force[@]}")
 started=$(date +%s)
-
+stage_names=() stage_seconds=()
+stage_began=$started
+stage() {  # close the previous stage's timer, open the next
+  local now; now=$(date +%s)
+  if [[ ${#stage_names[@]} -gt 0 ]]; then stage_seconds+=($(( now - stage_began ))); fi
+  stage_names+=("$1"); stage_began=$now
+  echo; echo "######## $1"
+}
 step() { echo; echo "== $*"; uv run "$@"; }
 slug() { if [[ -d "$1" ]]; then basename "$(cd "$1" && pwd)"; else echo "${1//\//_}"; fi; }
 
+stage "data and models"
 # --- 1. Data: forget/retain texts, questions and (tiny world) the pretraining corpora -------------
-step create_datasets.py --source "$DATA_SOURCE" --outdir "$DATA_DIR" "${force[@]}"
+step create_datasets.py --preset "$preset" "${force[@]}"
 
 # --- 2. The tiny world trains its base and filtered models from one initialisation ---------------
-if [[ "$preset" == tiny && -z "$base_flag" ]]; then
+if [[ "$DATA_SOURCE" == synthetic && -z "$base_flag" ]]; then
   step pretrain.py --corpus "$DATA_DIR/corpus/full.txt" --outdir "$BASE_MODEL" --device "$device" "${force[@]}"
   step pretrain.py --corpus "$DATA_DIR/corpus/filtered.txt" --tokenizer-corpus "$DATA_DIR/corpus/full.txt" \
     --outdir "$FILTERED_MODEL" --device "$device" "${force[@]}"
 fi
 
 # --- 3. Unlearned models: ours (one per method) plus the preset's published ones ------------------
+stage "unlearning"
 if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
   # UNLEARN_ARGS (preset) holds extra unlearn.py flags, e.g. tofu's --forget-format pairs
   # shellcheck disable=SC2086
-  ./create_all_unlearning_models.sh --preset "$preset" "${force[@]}" -- --device "$device" ${UNLEARN_ARGS:-}
+  ./create_all_unlearning_models.sh --preset "$preset" --base "$BASE_MODEL" "${force[@]}" -- --device "$device" ${UNLEARN_ARGS:-}
 fi
 unlearned=("${unlearned_flag[@]}")
 if [[ ${#unlearned_flag[@]} == 0 ]]; then
@@ -87,60 +103,55 @@ if [[ ${#unlearned_flag[@]} == 0 ]]; then
 fi
 echo "unlearned models: ${unlearned[*]:-(none)}"
 
-# --- 4. Every diagnostic for base->filtered and base->each unlearned model ------------------------
-texts=(--forget-file "$DATA_DIR/forget.txt" --retain-file "$DATA_DIR/retain.txt" \
-       --max-samples "$MAX_SAMPLES" --max-length "$MAX_LENGTH")
+# --- 4. Every comparison step for base->filtered and base->each unlearned model -------------------
+stage "comparisons"
+mapfile -t comparison_steps < <(uv run python -m brittle.steps scripts comparison)
+[[ ${#comparison_steps[@]} -gt 0 ]] || fail "the step registry listed no comparison steps (uv run python -m brittle.steps)"
 compare() {
-  local a="$1" b="$2"
-  # weight space: streamed tensor pairs, no model loaded
-  step collect_param_stats.py --model-a "$a" --model-b "$b" "${out[@]}" "${force[@]}"
-  step plot_param_stats.py --model-a "$a" --model-b "$b" "${out[@]}" "${force[@]}"
-  step analyze_mlp_vs_attn.py --model-a "$a" --model-b "$b" "${out[@]}" "${force[@]}"
-  step null_space_analysis.py --model-a "$a" --model-b "$b" "${out[@]}" "${force[@]}"
-  step mlp_nullspace_alignment.py --model-a "$a" --model-b "$b" "${out[@]}" "${force[@]}"
-  # activation space: one cached forward pass per (model, split) shared by every step
-  step collect_activation_norms.py --model-a "$a" --model-b "$b" "${texts[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
-  step plot_activation_norms.py --model-a "$a" --model-b "$b" "${out[@]}" "${force[@]}"
-  step activation_separation_analysis.py --model-a "$a" --model-b "$b" "${texts[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
-  step activation_covariance_analysis.py --model-a "$a" --model-b "$b" "${texts[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
-  step row_space_projection_analysis.py --model-a "$a" --model-b "$b" "${texts[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
-  step local_lipschitzness_analysis.py --model-a "$a" --model-b "$b" "${texts[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
+  local a="$1" b="$2" script kind
+  for entry in "${comparison_steps[@]}"; do
+    script="${entry%%$'\t'*}" kind="${entry##*$'\t'}"
+    if [[ "$kind" == device ]]; then
+      step "$script" --model-a "$a" --model-b "$b" --device "$device" "${common[@]}"
+    else
+      step "$script" --model-a "$a" --model-b "$b" "${common[@]}"
+    fi
+  done
 }
 compare "$BASE_MODEL" "$FILTERED_MODEL"
 for u in "${unlearned[@]}"; do compare "$BASE_MODEL" "$u"; done
 
 # --- 5. Per model: knowledge (evaluation), where it is readable (probes), how fast it returns -----
+stage "evaluation and probes"
 for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
   if [[ -d "$DATA_DIR/questions" ]]; then
-    step evaluate.py --model "$m" --data-dir "$DATA_DIR" "${dev[@]}" "${out[@]}" "${force[@]}"
+    step evaluate.py --model "$m" --device "$device" "${common[@]}"
   fi
+  # probes after the comparisons: they read the activation cache those passes filled
+  step linear_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
 done
-# probes after the comparisons: they read the activation cache those passes filled
-for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
-  step linear_probe_analysis.py --model "$m" "${texts[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
-done
+stage "relearning attacks"
 if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
   for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
     for attack in hazard benign; do
-      step relearn.py --model "$m" --attack "$attack" --preset "$preset" --data-dir "$DATA_DIR" \
-        --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" "${dev[@]}" "${out[@]}" "${force[@]}"
+      step relearn.py --model "$m" --attack "$attack" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" \
+        --device "$device" "${common[@]}"
     done
   done
 fi
 
 # --- 6. Layer-wise forgetting: unlearned vs the model it came from and a model that never knew ----
+stage "layer-wise forgetting"
 if [[ ${#unlearned[@]} -gt 0 ]]; then
-  lw=(--reference "${REFERENCE_MODEL:-$FILTERED_MODEL}" --finetuned "$BASE_MODEL" --unlearned "${unlearned[@]}" --n-samples all)
-  if [[ "$DATA_SOURCE" == tofu ]]; then
-    lw+=(--tofu-dir "$DATA_DIR/qa")
-  else
-    # our questions are cloze prompts ("... answer :"), so no "Answer briefly:" wrapper
-    lw+=(--questions "$DATA_DIR/questions/hazard_eval.jsonl" --template "{question}")
-  fi
-  step layerwise_forgetting.py "${lw[@]}" "${dev[@]}" "${out[@]}" "${force[@]}"
+  step layerwise_forgetting.py --reference "${REFERENCE_MODEL:-$FILTERED_MODEL}" --finetuned "$BASE_MODEL" \
+    --unlearned "${unlearned[@]}" --device "$device" "${common[@]}"
 fi
 
 # --- 7. The report: signatures beside brittleness ------------------------------------------------
-step report.py --preset "$preset" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" ${unlearned[@]:+--unlearned "${unlearned[@]}"} "${out[@]}"
+stage "report"
+step report.py --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" ${unlearned[@]:+--unlearned "${unlearned[@]}"} \
+  --preset "$preset" --output-root "$root"
+stage_seconds+=($(( $(date +%s) - stage_began )))
 echo
 echo "pipeline finished in $(( $(date +%s) - started )) s; report: $root/report.md"
+for i in "${!stage_names[@]}"; do printf '  %-24s %6d s\n' "${stage_names[$i]}" "${stage_seconds[$i]}"; done

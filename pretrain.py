@@ -15,51 +15,36 @@ training_log.csv (step, loss, lr, tokens), training_loss.png, run_meta.json, _DO
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
-from brittle.cli import UserError, parser, run_main
-from brittle.io import StepRun, save_figure, write_csv
+from brittle import cli
 
 
-def build_parser():
-    p = parser(__doc__)
+def build_parser(argv=None):
+    p = cli.parser(__doc__)
     p.add_argument("--corpus", required=True, help="training text, one document per line")
     p.add_argument("--tokenizer-corpus", default=None,
                    help="text the word-level tokenizer is built from (default: --corpus); give the full "
                         "corpus when training on a filtered one so both models share one vocabulary")
     p.add_argument("--outdir", required=True, help="model folder to write")
-    p.add_argument("--hidden", type=int, default=128, help="hidden size")
-    p.add_argument("--layers", type=int, default=2, help="transformer blocks")
-    p.add_argument("--heads", type=int, default=4, help="attention heads")
-    p.add_argument("--intermediate", type=int, default=None, help="MLP width (default 4 x hidden)")
-    p.add_argument("--seq-len", type=int, default=64, help="tokens per packed training block")
-    p.add_argument("--steps", type=int, default=500, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32, help="blocks per step")
-    p.add_argument("--lr", type=float, default=5e-3, help="peak learning rate (AdamW, warm-up then cosine)")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of --steps)")
+    p.add_argument("--hidden", type=cli.positive_int, default=128, help="hidden size")
+    p.add_argument("--layers", type=cli.positive_int, default=2, help="transformer blocks")
+    p.add_argument("--heads", type=cli.positive_int, default=4, help="attention heads")
+    p.add_argument("--intermediate", type=cli.positive_int, default=None, help="MLP width (default 4 x hidden)")
+    p.add_argument("--seq-len", type=cli.positive_int, default=64, help="tokens per packed training block")
+    p.add_argument("--steps", type=cli.positive_int, default=500, help="optimizer steps")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32, help="blocks per step")
+    p.add_argument("--lr", type=cli.positive_float, default=5e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=None, help="warm-up steps (default 5%% of --steps)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay on matrices")
     p.add_argument("--init-seed", type=int, default=0, help="seed of the initial weights (keep equal for base and filtered)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--device", type=cli.device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", default="auto", help="CPU threads (auto: 1 when the machine is busy)")
     p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same parameters exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise UserError(f"corpus not found: {path} (run create_datasets.py first)")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
-        raise UserError(f"corpus is empty: {path}")
-    return lines
 
 
 def plot_loss(log):
@@ -80,23 +65,23 @@ def plot_loss(log):
 def body(args, argv=None) -> int:
     import torch
 
+    from brittle.io import StepRun, read_lines, save_figure, write_csv
     from brittle.pretraining import auto_threads, gpt_neox_config, init_model, train_causal_lm
     from brittle.runtime import resolve_device
     from brittle.tokenizer import train_word_tokenizer
 
     corpus = Path(args.corpus)
     tok_corpus = Path(args.tokenizer_corpus or args.corpus)
-    texts = read_lines(corpus)
+    texts = read_lines(corpus, what="corpus (run create_datasets.py first)")
     params = {k: v for k, v in vars(args).items() if k not in {"force", "quiet", "threads", "device", "outdir"}}
-    params.update(corpus_sha256=sha256(corpus), tokenizer_corpus_sha256=sha256(tok_corpus))
-    run = StepRun(args.outdir, params, argv=argv)
+    run = StepRun(args.outdir, params, argv, files={"corpus": corpus, "tokenizer_corpus": tok_corpus})
     if run.should_skip(args.force):
         return 0
 
     torch.set_num_threads(auto_threads(args.threads))
     device = resolve_device(args.device)
     with run.timed("tokenizer"):
-        tokenizer = train_word_tokenizer(read_lines(tok_corpus))
+        tokenizer = train_word_tokenizer(read_lines(tok_corpus, what="tokenizer corpus"))
     config = gpt_neox_config(len(tokenizer), args.hidden, args.layers, args.heads, args.intermediate,
                              max_positions=args.seq_len, bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -110,20 +95,19 @@ def body(args, argv=None) -> int:
                               batch_size=args.batch_size, seed=args.seed, seq_len=args.seq_len,
                               warmup=args.warmup, weight_decay=args.weight_decay, device=device,
                               amp_dtype=amp, progress=not args.quiet, desc=Path(args.outdir).name)
-    out = Path(args.outdir)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    model.save_pretrained(run.dir)
+    tokenizer.save_pretrained(run.dir)
     write_csv(run.path("training_log.csv"), log)
     save_figure(run.path("training_loss.png"), plot_loss(log))
     final = float(log["loss"].tail(max(1, len(log) // 20)).mean())
-    print(f"saved {out} (final loss {final:.3f} nats/token, {run.timings['train']:.0f} s training)")
+    print(f"saved {args.outdir} (final loss {final:.3f} nats/token, {run.timings['train']:.0f} s training)")
     run.finish(n_parameters=n_params, vocab_size=len(tokenizer), final_loss=final, device=str(device),
                threads=torch.get_num_threads(), tokens_seen=int(log["tokens"].iloc[-1]))
     return 0
 
 
 def main(argv=None) -> int:
-    return run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

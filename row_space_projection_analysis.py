@@ -8,7 +8,7 @@ tr(V_kᵀ M V_k) / tr(M) with M = Σ x xᵀ over all non-pad tokens, is measured
 text, with the activations of model A and of model B (both from the shared activation cache).
 selectivity_ratio = fraction(forget) / fraction(retain): above 1, the update sits where forget
 text puts its energy. random_baseline = k/d is the expected fraction of a random k-dimensional
-subspace for any activations. CIs: 95 % bootstrap over text groups (--moment-groups).
+subspace for any activations. Intervals: 95 % bootstrap over text groups (--moment-groups).
 
     uv run row_space_projection_analysis.py --model-a models/tiny/tiny-base --model-b models/tiny/tiny-filtered
 
@@ -20,41 +20,22 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-import pandas as pd
-import torch
-
 from brittle import cli
-from brittle.activations import (CaptureConfig, ModelSpec, add_capture_args, cache_root, ensure_captures,
-                                 split_texts, step_params)
-from brittle.io import StepRun, save_figure, write_csv
-from brittle.plotting.activations import row_space
-from brittle.stats import percentile_ci, resample_counts
-from brittle.weights import WeightPairs
+from brittle.errors import UserError
+
+STEP = "row_space_projection"
 
 
-def build_parser():
+def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p)
     cli.add_pair_args(p)
-    p.add_argument("--top-k", type=int, default=16, help="right singular vectors of ΔW that span the row space")
-    add_capture_args(p)
+    p.add_argument("--top-k", type=cli.positive_int, default=16, help="right singular vectors of ΔW that span the row space")
+    cli.add_text_args(p, argv)
+    cli.add_capture_args(p)
     cli.add_runtime_args(p)
     cli.add_output_args(p)
     return p
-
-
-def top_right_singular_vectors(dw: torch.Tensor, k: int) -> tuple[np.ndarray, int, float]:
-    """``(V (d_in, k'), numerical rank, energy fraction of ‖ΔW‖²_F in the k' directions)`` for
-    ΔW (d_out, d_in). k' = min(k, numerical rank): beyond the rank, singular vectors are arbitrary."""
-    gram = (dw.double().T @ dw.double())
-    eigvals, eigvecs = torch.linalg.eigh(gram)  # ascending; eigenvalues are σ², vectors are V
-    eigvals, eigvecs = eigvals.flip(0).clamp_min(0), eigvecs.flip(1)
-    total = float(eigvals.sum())
-    if total == 0.0:
-        return np.zeros((dw.shape[1], 0)), 0, float("nan")
-    rank = int((eigvals > eigvals[0] * dw.shape[1] * torch.finfo(torch.float32).eps).sum())
-    kk = min(k, rank)
-    return eigvecs[:, :kk].numpy(), rank, float(eigvals[:kk].sum()) / total
 
 
 def _matches(checkpoint_name: str, module: str) -> bool:
@@ -63,33 +44,44 @@ def _matches(checkpoint_name: str, module: str) -> bool:
     return checkpoint_name == full or checkpoint_name.endswith("." + full) or full.endswith("." + checkpoint_name)
 
 
+def fractions(inside, total, weights) -> tuple[float, object]:
+    """Pooled fraction Σ inside / Σ total over text groups and its bootstrap replicates
+    (weights (B, G) @ inside / weights @ total): energies are additive over groups."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(inside.sum() / total.sum()), (weights @ inside) / (weights @ total)
+
+
 def body(args, argv) -> int:
-    splits = split_texts(args)
+    import numpy as np
+    import pandas as pd
+
+    from brittle.activation_steps import open_step
+    from brittle.io import save_figure, write_csv
+    from brittle.metrics.distributions import subspace_energy
+    from brittle.metrics.subspaces import top_right_singular_vectors
+    from brittle.plotting.activations import row_space
+    from brittle.stats import percentile_ci, resample_counts
+    from brittle.weights import WeightPairs
+
     if args.moment_groups < 1:
-        raise cli.UserError("row-space projection needs MLP-input moments: use --moment-groups 1 or more")
-    if args.top_k < 1:
-        raise cli.UserError("--top-k must be at least 1")
-    run = StepRun(cli.step_dir(args, "row_space_projection", args.model_a, args.model_b),
-                  step_params(args, splits), argv)
-    if run.should_skip(args.force):
+        raise UserError("row-space projection needs MLP-input moments: use --moment-groups 1 or more")
+    opened = open_step(args, argv, STEP)
+    if opened is None:
         return 0
-    with run.timed("capture"):
-        caps = ensure_captures([ModelSpec(args.model_a, args.revision_a), ModelSpec(args.model_b, args.revision_b)],
-                               splits, CaptureConfig.from_args(args), cache_root(args), pair=True)
+    run, caps, splits = opened.run, opened.captures, opened.splits
     meta = caps.models[0]["forget"].meta
     d_in = meta["mlp_input_size"]
     slot_of = {name: slot for slot, names in enumerate(meta["mlp_modules"]) for name in names}
-    layer_of = {name: int(names[0].split(".")[-3]) if names[0].split(".")[-3].isdigit() else slot
-                for slot, names in enumerate(meta["mlp_modules"]) for name in names}
-    # Per model and split: each group's energy inside/outside is computed per module below from
-    # the groups' second moments M_g (G, d, d) of that layer's MLP input.
+    block_of = {name: block for block, names in zip(meta["mlp_blocks"], meta["mlp_modules"]) for name in names}
     moments = {(m, s): caps.models[i][s].moments("mlp") for i, m in enumerate("ab") for s in splits}
-    weights = {s: resample_counts(len(moments[("a", s)]["count"]), args.n_boot, args.seed + k)
+    weights = {s: resample_counts(len(moments[("a", s)]["count"]), args.n_bootstrap, args.seed + k)
                for k, s in enumerate(splits)}
     pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True,
                         select=lambda name, shape: any(_matches(name, q) for q in slot_of))
     if len(pairs) == 0:
-        raise cli.UserError(f"none of the MLP input matrices {sorted(slot_of)[:3]}... found in the checkpoints")
+        raise UserError(f"none of the MLP input matrices {sorted(slot_of)[:3]}... found in the checkpoints")
     rows = []
     with run.timed("projections"):
         for name, w_a, w_b in pairs:
@@ -101,26 +93,24 @@ def body(args, argv) -> int:
             basis, rank, energy = top_right_singular_vectors(dw, args.top_k)
             k = basis.shape[1]
             for m in "ab":
-                row = {"layer": layer_of[module], "module": module, "module_kind": module.split(".")[-1],
+                row = {"block": block_of[module], "module": module, "module_kind": module.split(".")[-1],
                        "activations_of": m, "k": k, "d_in": d_in, "random_baseline": k / d_in,
                        "dW_fro": float(dw.norm()), "dW_rank": rank, "dW_top_k_energy": energy}
                 frac = {}
                 for s in splits:
-                    sq = moments[(m, s)]["sq"][:, slot_of[module]].numpy()  # (G, d, d)
-                    inside = np.einsum("dk,gde,ek->g", basis, sq, basis) if k else np.zeros(len(sq))
-                    total = np.trace(sq, axis1=1, axis2=2)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        frac[s] = (inside.sum() / total.sum() if k else np.nan,
-                                   (weights[s] @ inside) / (weights[s] @ total) if k else np.full(args.n_boot, np.nan))
+                    if k:
+                        inside, total = subspace_energy(moments[(m, s)]["sq"][:, slot_of[module]].numpy(), basis)
+                        frac[s] = fractions(inside, total, weights[s])
+                    else:   # ΔW = 0: no row space, no fraction
+                        frac[s] = (np.nan, np.full(args.n_bootstrap, np.nan))
                     lo, hi = percentile_ci(frac[s][1])
                     row[f"fraction_{s}"], row[f"fraction_{s}_ci_low"], row[f"fraction_{s}_ci_high"] = frac[s][0], lo, hi
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    sel_reps = frac["forget"][1] / frac["retain"][1]
                     row["selectivity_ratio"] = frac["forget"][0] / frac["retain"][0]
-                lo, hi = percentile_ci(sel_reps)
+                    lo, hi = percentile_ci(frac["forget"][1] / frac["retain"][1])
                 row["selectivity_ratio_ci_low"], row["selectivity_ratio_ci_high"] = lo, hi
                 rows.append(row)
-    results = pd.DataFrame(rows).sort_values(["layer", "module", "activations_of"]).reset_index(drop=True)
+    results = pd.DataFrame(rows).sort_values(["block", "module", "activations_of"]).reset_index(drop=True)
     write_csv(run.path("row_space_projection.csv"), results)
     save_figure(run.path("row_space_projection.png"), row_space(results))
     unchanged = int((results["dW_fro"] == 0).sum() // 2)
@@ -133,7 +123,7 @@ def body(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Methods (one module each in brittle/unlearning/, paper in its docstring): ga_simple, ga,
 grad_diff, dpo (IdkDPO), npo, simnpo, rmu, cb (circuit breakers), lat (targeted latent
 adversarial training), cb_lat (circuit breakers against a latent adversary, as deep ignorance).
-Hyperparameters default to the method's profile: "tiny" (tuned on the tiny world's validation
-questions) for the tiny preset, "reference" (the paper's values) otherwise; any --flag below
-overrides one, and a flag the method does not use is an error.
+Hyperparameters default to the method's profile (brittle/unlearning/profiles.py): the preset's
+UNLEARN_PROFILE, "tiny" (tuned on the tiny world's validation questions) or "reference" (the
+paper's values); any flag below overrides one, and a flag the method does not use is an error.
+`uv run unlearn.py --method rmu --help` shows the defaults rmu will use.
 
 Examples:
     uv run unlearn.py --method npo                                   # tiny world, CPU, ~1 min
@@ -14,103 +15,132 @@ Examples:
     uv run accelerate launch unlearn.py --preset deep-ignorance --method rmu   # data parallel
     uv run unlearn.py --preset deep-ignorance --method npo --device-map auto   # one model over GPUs
 
-Forget data: --forget (texts, every token a target) and --forget-qa ({"prompt","answer"} per
+Forget data: --forget-file (texts, every token a target) and --forget-qa ({"prompt","answer"} per
 line, only answer tokens are targets). dpo, npo and simnpo train on the pairs where the data
 folder has them (else npo/simnpo on whole texts, dpo on texts split in half); the other methods
-on texts. --forget-format overrides. --retain: retain texts. --idk: IdkDPO's refusals.
+on texts. --forget-format overrides. --retain-file: retain texts. --idk: IdkDPO's refusals.
 
-Writes <outdir> (default unlearned_models/<base>__<method>/): the model (safetensors, float32
+Writes <outdir> (default <unlearned-dir>/<base>__<method>/): the model (safetensors, float32
 unless --save-dtype), tokenizer, hyperparameters.json, training_log.csv (one row per step: every
 loss term), training_loss.png, run_meta.json, _DONE.json. Skipped when done with the same
-parameters (--force redoes). Logs to wandb when WANDB_API_KEY is set.
+parameters and inputs (--force redoes). Logs to wandb when WANDB_API_KEY is set.
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 import os
 import sys
 from pathlib import Path
 
-from brittle.cli import UserError, add_runtime_args, parser, run_main
-from brittle.unlearning import METHODS
+from brittle import cli
+from brittle.errors import UserError
 from brittle.unlearning.hparams import SPECS
+from brittle.unlearning.profiles import METHOD_NAMES, PROFILES
 
 TEXT_ONLY = {"rmu", "cb", "lat", "cb_lat"}
 
 
-def build_parser():
-    p = parser(__doc__)
-    p.add_argument("--method", required=True, choices=list(METHODS), help="unlearning method")
-    p.add_argument("--preset", default="tiny", help="preset naming the base model, data folder and defaults")
+def profile_name(preset: dict[str, str], requested: str) -> str:
+    """``--profile``, or the preset's UNLEARN_PROFILE for ``auto`` (reference when it sets none)."""
+    return requested if requested != "auto" else preset.get("UNLEARN_PROFILE") or "reference"
+
+
+def build_parser(argv=None):
+    from brittle.presets import load_preset
+
+    p = cli.parser(__doc__)
+    p.add_argument("--method", required=True, choices=list(METHOD_NAMES), help="unlearning method")
+    cli.add_preset_arg(p)
     p.add_argument("--model", default=None, help="base model: Hub id or folder (default: the preset's BASE_MODEL)")
     p.add_argument("--revision", default=None, help="Hub revision of the base model")
     p.add_argument("--data-dir", default=None, help="data folder (default: the preset's DATA_DIR)")
-    p.add_argument("--forget", default=None, help="forget texts (default: <data-dir>/forget.txt)")
-    p.add_argument("--retain", default=None, help="retain texts (default: <data-dir>/retain.txt)")
-    p.add_argument("--forget-qa", default=None, help="forget prompt/answer pairs (default: <data-dir>/forget_qa.jsonl if present)")
+    p.add_argument("--forget-file", default=None, help="forget texts (default: <data-dir>/forget.txt)")
+    p.add_argument("--retain-file", default=None, help="retain texts (default: <data-dir>/retain.txt)")
+    p.add_argument("--forget-qa", default=None,
+                   help="forget prompt/answer pairs (default: <data-dir>/forget_qa.jsonl if present)")
     p.add_argument("--idk", default=None, help="IdkDPO refusals (default: <data-dir>/idk.txt if present)")
     p.add_argument("--forget-format", choices=["auto", "texts", "pairs"], default="auto",
-                   help="what ga/grad_diff/npo/simnpo train on: whole texts or the answers of prompt/answer pairs (auto: see above)")
+                   help="what ga/grad_diff/npo/simnpo train on: whole texts or the answers of prompt/answer pairs")
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
-                   help="hyperparameter defaults (auto: tiny for the tiny preset, else reference)")
-    p.add_argument("--outdir", default=None, help="output folder (default: <models-root>/<base>__<method>)")
-    p.add_argument("--models-root", default="unlearned_models", help="root of unlearned model folders")
-    p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same parameters exists")
+                   help="hyperparameter defaults (auto: the preset's UNLEARN_PROFILE, else reference)")
+    p.add_argument("--outdir", default=None, help="output folder (default: <unlearned-dir>/<base>__<method>)")
+    p.add_argument("--unlearned-dir", default="unlearned_models", help="folder of unlearned model folders")
+    p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same inputs exists")
     p.add_argument("--device-map", default=None, help="e.g. 'auto': spread one model over all GPUs (single process)")
     p.add_argument("--save-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="dtype of the saved weights (float32 keeps small updates exact)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_runtime_args(p, batch_size=None)
-    hp = p.add_argument_group("method hyperparameters (default: the method's profile; see the README's Unlearning section)")
+    cli.add_runtime_args(p, batch_size=None)
+    # The hyperparameter flags show the defaults of the method named on the command line.
+    method = cli.peek(argv, "--method", "")
+    shown: dict = {}
+    if method in PROFILES:
+        try:
+            preset = load_preset(cli.peek(argv, "--preset", "tiny"))
+            profile = profile_name(preset, cli.peek(argv, "--profile", "auto"))
+            shown = PROFILES[method].get(profile, {})
+            title = f"{method} hyperparameters ({profile} profile defaults)"
+        except UserError:
+            title = f"{method} hyperparameters"
+    else:
+        title = "method hyperparameters (give --method NAME with --help to see its defaults)"
+    hp = p.add_argument_group(title)
     for name, spec in SPECS.items():
-        if name != "batch_size":
-            hp.add_argument("--" + name.replace("_", "-"), type=spec.type, default=None, help=spec.help)
+        if name == "batch_size":
+            continue
+        users = [m for m in METHOD_NAMES if name in PROFILES[m]["tiny"]]
+        if name in shown:
+            text = f"{spec.help} (default: {shown[name]})"
+        elif method in PROFILES:
+            text = argparse.SUPPRESS   # not a flag of this method (giving it is an error)
+        else:
+            text = f"{spec.help} [{', '.join(users) if len(users) < len(METHOD_NAMES) else 'every method'}]"
+        hp.add_argument("--" + name.replace("_", "-"), type=spec.type, default=None, help=text)
+    batch = shown.get("batch_size")
+    for action in p._actions:
+        if action.dest == "batch_size":
+            action.help = f"forget texts per step, and as many retain texts ({'default: ' + str(batch) if batch else 'default: the method profile'})"
     return p
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def main(argv=None) -> int:
-    return run_main(lambda args: body(args, argv), build_parser(), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 def body(args, argv=None) -> int:
     import torch
 
-    from brittle.io import StepRun, model_slug, write_csv, write_json
+    from brittle.io import StepRun, model_slug, read_lines, write_csv, write_json
     from brittle.models import load_model, load_tokenizer
-    from brittle.presets import load_preset
+    from brittle.presets import data_dir, load_preset
     from brittle.runtime import load_env, resolve_device, resolve_dtype, seed_everything
     from brittle.tracking import NullTracker, start_run
-    from brittle.unlearning import Trainer, UnlearnData, get_method
-    from brittle.unlearning.data import DEFAULT_IDK, read_lines, read_pairs, split_text
+    from brittle.unlearning.data import DEFAULT_IDK, read_pairs, split_text
     from brittle.unlearning.plot import plot_training_log
+    from brittle.unlearning.registry import get_method
+    from brittle.unlearning.trainer import Trainer, UnlearnData
 
     load_env()
     preset = load_preset(args.preset)
     model_id = args.model or preset.get("BASE_MODEL")
     if not model_id:
         raise UserError(f"preset {args.preset} names no BASE_MODEL; pass --model")
-    data_dir = Path(args.data_dir or preset.get("DATA_DIR", f"data/{args.preset}"))
-    forget_path = Path(args.forget or data_dir / "forget.txt")
-    retain_path = Path(args.retain or data_dir / "retain.txt")
-    qa_path = Path(args.forget_qa) if args.forget_qa else data_dir / "forget_qa.jsonl"
-    idk_path = Path(args.idk) if args.idk else data_dir / "idk.txt"
+    folder = Path(args.data_dir) if args.data_dir else data_dir(preset)
+    forget_path = Path(args.forget_file or folder / "forget.txt")
+    retain_path = Path(args.retain_file or folder / "retain.txt")
+    qa_path = Path(args.forget_qa) if args.forget_qa else folder / "forget_qa.jsonl"
+    idk_path = Path(args.idk) if args.idk else folder / "idk.txt"
     for path in (forget_path, retain_path):
         if not path.is_file():
             raise UserError(f"{path} not found: run create_datasets.py --preset {args.preset} first, or pass the file")
-    if args.forget_qa and not qa_path.is_file():
-        raise UserError(f"--forget-qa {qa_path} not found")
-    if args.idk and not idk_path.is_file():
-        raise UserError(f"--idk {idk_path} not found")
+    for flag, given, path in (("--forget-qa", args.forget_qa, qa_path), ("--idk", args.idk, idk_path)):
+        if given and not path.is_file():
+            raise UserError(f"{flag} {path} not found")
 
     # Hyperparameters: the method's profile, then the user's flags.
-    profile = args.profile if args.profile != "auto" else ("tiny" if preset.get("PRESET", args.preset) == "tiny" else "reference")
-    overrides = {name: getattr(args, name) for name in SPECS}
-    method = get_method(args.method, profile, overrides)
+    profile = profile_name(preset, args.profile)
+    method = get_method(args.method, profile, {name: getattr(args, name) for name in SPECS})
     if args.forget_format != "auto":
         if args.method == "dpo" and args.forget_format == "texts":
             raise UserError("dpo trains on prompt/answer pairs; --forget-format texts does not apply")
@@ -120,35 +150,31 @@ def body(args, argv=None) -> int:
     elif method.forget_form == "pairs" and args.method != "dpo" and not qa_path.is_file():
         method.forget_form = "texts"   # npo/simnpo without QA pairs: the whole text is y
 
-    outdir = Path(args.outdir) if args.outdir else Path(args.models_root) / f"{model_slug(model_id)}__{args.method}"
+    outdir = Path(args.outdir) if args.outdir else Path(args.unlearned_dir) / f"{model_slug(model_id)}__{args.method}"
     compute_dtype = resolve_dtype(args.dtype, resolve_device(args.device))
-    uses_qa = method.forget_form == "pairs"
-    params = {
-        "model": str(model_id), "revision": args.revision, "method": args.method, "profile": profile,
-        "hyperparameters": method.hp, "forget_form": method.forget_form, "seed": args.seed,
-        "compute_dtype": str(compute_dtype).replace("torch.", ""), "save_dtype": args.save_dtype,
-        "forget": {"path": str(forget_path), "sha256": file_digest(forget_path)},
-        "retain": {"path": str(retain_path), "sha256": file_digest(retain_path)},
-        "forget_qa": ({"path": str(qa_path), "sha256": file_digest(qa_path)} if uses_qa and qa_path.is_file() else None),
-        "idk": ({"path": str(idk_path), "sha256": file_digest(idk_path)} if args.method == "dpo" and idk_path.is_file() else None),
-    }
-    run = StepRun(outdir, params, argv=None if argv is None else list(argv))
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    uses_qa = method.forget_form == "pairs" and qa_path.is_file()
+    params = {"model": str(model_id), "revision": args.revision, "method": args.method, "profile": profile,
+              "hyperparameters": method.hp, "forget_form": method.forget_form, "seed": args.seed,
+              "compute_dtype": str(compute_dtype).replace("torch.", ""), "save_dtype": args.save_dtype}
+    inputs = {"forget": forget_path, "retain": retain_path,
+              "forget_qa": qa_path if uses_qa else None, "idk": idk_path if args.method == "dpo" else None}
+    run = StepRun(outdir, params, argv, models={"base": model_id}, files=inputs)
     accelerator = None
-    if distributed:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import Accelerator
 
         accelerator = Accelerator()
     is_main = accelerator is None or accelerator.is_main_process
-    if run.should_skip(force=args.force, quiet=not is_main):
+    # Only the main process writes: it begins the run (and fails here, before any training, when
+    # the output folder cannot be written); the other ranks only read the marker.
+    if (run.should_skip(args.force) if is_main else (not args.force and run.is_done())):
         return 0
 
     # Data. Pairs come from forget_qa.jsonl when the preset has it, else from the texts.
-    forget_texts = read_lines(forget_path)
-    retain_texts = read_lines(retain_path)
+    forget_texts = read_lines(forget_path, what="forget texts")
     pairs = read_pairs(qa_path) if qa_path.is_file() else [split_text(t) for t in forget_texts]
-    idk = read_lines(idk_path) if idk_path.is_file() else DEFAULT_IDK
-    data = UnlearnData(forget_texts, retain_texts, pairs, idk)
+    idk = read_lines(idk_path, what="refusal answers") if idk_path.is_file() else DEFAULT_IDK
+    data = UnlearnData(forget_texts, read_lines(retain_path, what="retain texts"), pairs, idk)
 
     device = accelerator.device if accelerator else resolve_device(args.device)
     seed_everything(args.seed)
@@ -170,8 +196,8 @@ def body(args, argv=None) -> int:
         return 0
     with run.timed("save"):
         final = trainer.trained_model().to(getattr(torch, args.save_dtype))
-        final.save_pretrained(outdir)
-        tokenizer.save_pretrained(outdir)
+        final.save_pretrained(run.dir)
+        tokenizer.save_pretrained(run.dir)
         write_json(run.path("hyperparameters.json"), {"method": args.method, "profile": profile,
                                                      "forget_form": method.forget_form, **method.hp})
         write_csv(run.path("training_log.csv"), log)

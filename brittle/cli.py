@@ -1,28 +1,178 @@
-"""Shared command-line flags and the one-line error convention of every script.
+"""The command line every script shares: its flags, its help, and its one-line errors.
 
-Scripts build their parser from these helpers and wrap their body with :func:`run_main`, so a bad
-input prints ``error: <reason>`` and exits with status 2 instead of a traceback.
+Scripts build their parser with :func:`parser` and the ``add_*`` helpers, and run their body
+through :func:`run_main`. Then every failure a user can fix, a bad flag included, prints one line
+(``error: <cause>; <fix>``) and exits with status 2; an interrupt exits with 130 (143 on SIGTERM)
+and leaves no half-written result (``brittle.io``). Nothing here imports torch: ``--help`` must be
+instant, so scripts import their heavy libraries inside their body, after parsing.
+
+One name per concept, in every script:
+
+===================  =====================================================================
+``--preset``         preset naming models, data folder and sizes (``presets/<name>.env``)
+``--model``          one model (``--model-a``/``--model-b`` for a comparison: A is the base)
+``--outdir``         the step's own folder; ``--output-root`` the root of all results
+``--forget-file``    forget texts, one per line (``--retain-file`` likewise)
+``--device``         auto, cpu, cuda, cuda:N, mps; ``--dtype`` auto, float32, bfloat16, float16
+``--n-bootstrap``    bootstrap replicates of every confidence interval
+``--unlearned-dir``  the folder that holds unlearned model folders
+``--force``          recompute even when a finished result with the same inputs exists
+===================  =====================================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
+from brittle.errors import UserError
 
-class UserError(Exception):
-    """A problem the user can fix (bad path, mismatched models, missing data): shown as one line."""
+DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The docstring verbatim, and each flag's default shown once: appended when the help text
+    does not already say it, never for flags without a value (None, switches)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (default in (None, False, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction)
+                or "default" in text.lower() or action.option_strings == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit with status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def parser(description: str | None) -> argparse.ArgumentParser:
-    """A parser whose help shows the script's docstring verbatim and every default."""
+    """A parser whose help shows the script's docstring verbatim and every real default once."""
+    return _Parser(description=description, formatter_class=_HelpFormatter)
 
-    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-        pass
 
-    return argparse.ArgumentParser(description=description, formatter_class=Formatter)
+def peek(argv: Sequence[str] | None, flag: str, default: str) -> str:
+    """The value of ``flag`` in ``argv`` (or ``sys.argv``) before parsing, for help texts that
+    show what the chosen preset or method would use; ``default`` when absent."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+# ------------------------------------------------------------------------------------ value types
+def device_arg(text: str) -> str:
+    """``--device``: auto, cpu, cuda, cuda:N or mps, checked against this machine at parse time,
+    so a missing GPU is an error before any model is loaded or any folder is made."""
+    kind, _, index = text.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is visible on this machine; use --device cpu "
+                                             "(or auto, which picks a GPU when there is one)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if kind == "mps":
+        import torch
+
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise argparse.ArgumentTypeError(f"{text}: Apple MPS is not available here; use --device cpu")
+    return text
+
+
+def dtype_arg(text: str) -> str:
+    """``--dtype``: auto, float32, bfloat16, float16 (or fp32, bf16, fp16)."""
+    if text not in DTYPES:
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}: use auto, float32, bfloat16 or float16")
+    return DTYPES[text]
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def _number(text: str, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+
+
+# ------------------------------------------------------------------------------------ shared flags
+def add_preset_arg(p: argparse.ArgumentParser, used: bool = True) -> None:
+    """``--preset``; ``used=False`` for steps that read no preset value (weight-space steps take the
+    flag too, so that every step script accepts one command line)."""
+    p.add_argument("--preset", default="tiny", help=(
+        "preset naming the models, data folder and sizes (presets/<name>.env, or a path to such a file)" if used
+        else "accepted like every step script's, unused: this step reads only the two checkpoints (or their CSVs)"))
+
+
+def from_preset(argv: Sequence[str] | None, key: str) -> str:
+    """For help texts: ``"the preset's KEY: <value> for <preset>"``, reading the preset named on the
+    command line (tiny when none is), so ``--help`` shows the default that will really apply."""
+    from brittle.presets import data_dir, load_preset
+
+    name = peek(argv, "--preset", "tiny")
+    try:
+        preset = load_preset(name)
+    except UserError:
+        return f"the preset's {key}"
+    value = data_dir(preset) if key == "DATA_DIR" else preset.get(key, "unset")
+    return f"the preset's {key}: {value} for {preset['PRESET']}"
+
+
+def add_text_args(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    """Forget/retain texts and their sizes; unset flags come from the preset
+    (``brittle.presets.TEXT_DEFAULTS``)."""
+    p.add_argument("--forget-file", default=None,
+                   help=f"forget texts, one per line (default: forget.txt in {from_preset(argv, 'DATA_DIR')})")
+    p.add_argument("--retain-file", default=None,
+                   help=f"retain texts, one per line (default: retain.txt in {from_preset(argv, 'DATA_DIR')})")
+    p.add_argument("--max-samples", type=positive_int, default=None,
+                   help=f"texts per split, the first N lines (default: {from_preset(argv, 'MAX_SAMPLES')})")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help=f"tokens per text, longer texts truncated (default: {from_preset(argv, 'MAX_LENGTH')})")
+
+
+def add_capture_args(p: argparse.ArgumentParser, cache: bool = True) -> None:
+    """Flags of the activation steps; ``cache``: the step reads the shared activation cache
+    (``brittle.capture``)."""
+    if cache:
+        p.add_argument("--moment-groups", type=non_negative_int, default=10,
+                       help="text groups for covariance and MLP-input moments (bootstrap resolution; disk grows with it)")
+        p.add_argument("--cache-dir", default=None, help="activation cache (default: <output-root>/_activation_cache)")
+    p.add_argument("--device-map", default=None, help="'auto' spreads large models over all GPUs (accelerate)")
+    p.add_argument("--n-bootstrap", type=non_negative_int, default=200, help="bootstrap replicates of every interval")
 
 
 def add_pair_args(p: argparse.ArgumentParser) -> None:
@@ -32,37 +182,50 @@ def add_pair_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision-b", default=None, help="Hub revision of model B")
 
 
+def add_param_stats_input(p: argparse.ArgumentParser) -> None:
+    """Flags of the steps that read step 1's CSVs: the pair (to find the default folders) or the
+    param_stats folder itself (``brittle.param_stats.input_output_dirs`` resolves them)."""
+    p.add_argument("--model-a", default=None, help="reference model (locates the default folders)")
+    p.add_argument("--model-b", default=None, help="modified model (locates the default folders)")
+    p.add_argument("--param-stats", default=None, help="param_stats folder written by collect_param_stats.py "
+                   "(default: <output-root>/<slug_a>__vs__<slug_b>/param_stats)")
+
+
+def add_model_arg(p: argparse.ArgumentParser, help: str = "the model: Hub id or local folder") -> None:
+    p.add_argument("--model", required=True, help=help)
+    p.add_argument("--revision", default=None, help="Hub revision of --model")
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--outdir", default=None,
-                   help="folder this step writes into (default: <output-root>/<comparison or model>/<step>)")
+    p.add_argument("--outdir", default=None, help="folder this step writes into "
+                   "(default: <output-root>/<comparison or model>/<step>)")
     p.add_argument("--output-root", default="outputs", help="root of all results")
-    p.add_argument("--force", action="store_true", help="recompute even if a finished result with the same parameters exists")
+    p.add_argument("--force", action="store_true",
+                   help="recompute even if a finished result with the same inputs and parameters exists")
 
 
-def step_dir(args: argparse.Namespace, step: str, model_a: str, model_b: str | None = None) -> Path:
-    """The step's output folder: ``--outdir`` if given, else
-    ``<output-root>/<slug_a>__vs__<slug_b>/<step>`` for a pair or ``<output-root>/<slug>/<step>``."""
-    from brittle.io import comparison_dir, model_slug
-
-    if getattr(args, "outdir", None):
-        return Path(args.outdir)
-    root = Path(getattr(args, "output_root", "outputs"))
-    base = comparison_dir(root, model_a, model_b) if model_b is not None else root / model_slug(model_a)
-    return base / step
-
-
-def add_runtime_args(p: argparse.ArgumentParser, batch_size: int = 8) -> None:
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on a capable GPU, else fp32), float32, bfloat16, float16")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="texts per forward pass")
+def add_runtime_args(p: argparse.ArgumentParser, batch_size: int | None = 8) -> None:
+    p.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", type=dtype_arg, default="auto",
+                   help="auto (bfloat16 on a GPU that supports it, else float32), float32, bfloat16 or float16")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size, help="texts per forward pass")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub")
 
 
+# ------------------------------------------------------------------------------------ running
 def run_main(body: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser,
              argv: Sequence[str] | None) -> int:
-    """Parse ``argv``, run ``body(args)`` and turn :class:`UserError` into a one-line message."""
+    """Parse ``argv`` and run ``body(args)``.
+
+    A :class:`UserError` becomes one line on stderr and status 2; Ctrl-C status 130 and SIGTERM
+    143. Whatever way the body ends without finishing, the results it had begun are discarded
+    (``brittle.io.discard_unfinished``): no half-written folder and no completion marker remain.
+    """
+    from brittle.io import discard_unfinished
+
     args = p.parse_args(None if argv is None else list(argv))
+    previous = _on_sigterm()
     try:
         return int(body(args) or 0)
     except UserError as exc:
@@ -71,3 +234,24 @@ def run_main(body: Callable[[argparse.Namespace], int], p: argparse.ArgumentPars
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
+    finally:
+        discard_unfinished()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so that ``finally`` blocks clean up."""
+
+
+def _on_sigterm():
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a test runner's worker): leave the default
+        return None

@@ -27,17 +27,21 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from brittle.errors import UserError, require_finite
+from brittle.io import read_jsonl, read_lines
+from brittle.padding import pad_id, right_pad
+
 LETTERS = ("A", "B", "C", "D")
 MCQA_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 
 
 def load_questions(path: str | Path, ids: Sequence[str] | None = None) -> list[dict]:
     """Read a JSON Lines question file; keep only ``ids`` (in file order) when given."""
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path, what="question file")
     for i, row in enumerate(rows):
         row.setdefault("id", str(i))
         if len(row.get("choices", [])) < 2 or not 0 <= int(row.get("answer", -1)) < len(row["choices"]):
-            raise ValueError(f"{path}: question {row['id']} needs choices and an answer index")
+            raise UserError(f"{path}: question {row['id']} needs choices and an answer index")
     if ids is not None:
         wanted = {str(i) for i in ids}
         rows = [r for r in rows if str(r["id"]) in wanted]
@@ -49,7 +53,7 @@ def read_id_list(path: str | Path) -> list[str]:
     text = Path(path).read_text(encoding="utf-8").strip()
     if text.startswith("["):
         return [str(x) for x in json.loads(text)]
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return read_lines(path, what="question id list")
 
 
 def _device_of(model) -> torch.device:
@@ -80,12 +84,11 @@ def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], ba
     from tqdm.auto import tqdm
 
     device = torch.device(device) if device is not None else _device_of(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = []
     for context, continuation in pairs:
         ctx, cont = _encode_pair(tokenizer, context, continuation)
         if not cont:
-            raise ValueError(f"empty continuation for context {context[:60]!r}")
+            raise UserError(f"empty continuation for context {context[:60]!r}")
         seq = ctx + cont
         if max_length and len(seq) > max_length:
             seq = seq[-max_length:]
@@ -96,13 +99,7 @@ def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], ba
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc=desc, disable=not progress):
         idx = order[start:start + batch_size]
-        width = max(len(encoded[i][0]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            seq = encoded[i][0]
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
+        ids, mask = right_pad([encoded[i][0] for i in idx], pad_id(tokenizer))
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         for row, i in enumerate(idx):
             seq, n_cont = encoded[i]
@@ -113,6 +110,7 @@ def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], ba
             targets = torch.tensor(seq[length - n_cont:], device=logp.device)
             picked = logp.gather(-1, targets[:, None])
             out[i] = (float(picked.double().sum()), n_cont)
+    require_finite([ll for ll, _ in out], "a log-likelihood", "the model overflows (try --dtype float32)")
     return out
 
 
@@ -127,7 +125,7 @@ def cloze_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 
     loglik_0..3 (nats), score_0..3 (normalised), plus domain/relation/subset when present.
     """
     if normalization not in {"chars", "tokens", "none"}:
-        raise ValueError(f"normalization must be chars, tokens or none, not {normalization!r}")
+        raise UserError(f"normalization must be chars, tokens or none, not {normalization!r}")
     pairs = [(q["question"], " " + str(c)) for q in questions for c in q["choices"]]
     lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "cloze", device)
     rows, k = [], 0
@@ -205,23 +203,18 @@ def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batc
     from tqdm.auto import tqdm
 
     device = torch.device(device) if device is not None else _device_of(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts = [t for t in texts if t.strip()]
     total, count = 0.0, 0
     for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
-        enc = [tokenizer(t)["input_ids"][:max_length] for t in texts[start:start + batch_size]]
-        width = max(len(e) for e in enc)
-        ids = torch.full((len(enc), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(enc), width), dtype=torch.long)
-        for row, e in enumerate(enc):
-            ids[row, : len(e)] = torch.tensor(e)
-            mask[row, : len(e)] = 1
+        ids, mask = right_pad([tokenizer(t)["input_ids"][:max_length] for t in texts[start:start + batch_size]],
+                              pad_id(tokenizer))
         ids, mask = ids.to(device), mask.to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
         keep = mask[:, 1:].bool()
         total += float(nll[keep].double().sum())
         count += int(keep.sum())
+    require_finite(total, "the retain log-likelihood", "the model overflows (try --dtype float32)")
     return total, count
 
 
@@ -230,5 +223,5 @@ def retain_perplexity(model, tokenizer, texts: Sequence[str], max_length: int = 
     """Per-token perplexity ``exp(total NLL / predicted tokens)`` on ``texts`` (padding masked)."""
     total, count = text_nll(model, tokenizer, texts, max_length, batch_size, progress, device)
     if count == 0:
-        raise ValueError("no tokens to score: texts are empty or one token long")
+        raise UserError("no tokens to score for the perplexity: the texts are empty or one token long")
     return math.exp(total / count)

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brittle.errors import UserError, require_finite
+from brittle.padding import pad_id, right_pad
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -38,7 +41,7 @@ def text_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: i
     """Endless stream of padded batches: ``input_ids``, ``attention_mask`` (long, [B, T]) and
     ``labels`` (= input_ids with -100 on padding). Epochs of a seeded permutation of ``texts``."""
     if not texts:
-        raise ValueError("no training texts")
+        raise UserError("no training texts")
     gen = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(texts), generator=gen).tolist()
@@ -56,15 +59,7 @@ def pad_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.T
     """
     ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
     eos = tokenizer.eos_token_id
-    seqs = [(s + [eos])[:max_length] for s in ids]
-    width = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        input_ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return input_ids, mask
+    return right_pad([(s + [eos])[:max_length] for s in ids], pad_id(tokenizer))
 
 
 def pad_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -104,10 +99,10 @@ def finetune(model: nn.Module, batches: Iterator[dict[str, torch.Tensor]], steps
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("the model has no trainable parameters")
+        raise UserError("the model has no trainable parameters")
     bad = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
     if bad:
-        raise ValueError(f"trainable parameters must be float32 master weights (found {', '.join(bad)})")
+        raise UserError(f"trainable parameters must be float32 master weights (found {', '.join(bad)})")
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
@@ -127,8 +122,7 @@ def finetune(model: nn.Module, batches: Iterator[dict[str, torch.Tensor]], steps
         batch = {k: v.to(device) for k, v in next(batches).items()}
         with autocast_context(device, compute_dtype):
             loss = causal_lm_loss(model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at step {step}")
+        require_finite(loss.detach(), f"the fine-tuning loss at step {step}", "lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")

@@ -1,4 +1,4 @@
-"""Step 6's tables: how ΔW divides between MLP and attention, per layer and overall.
+"""Step 6's tables: how ΔW divides between MLP and attention, per block and overall.
 
 Input is step 1's ``per_layer.csv``. Ratios are formed from pooled norms (root-sum-square over the
 matrices of a group), never by averaging per-matrix ratios; energy shares (‖ΔW‖² of MLP over
@@ -18,23 +18,23 @@ def _ratio(num, den):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def by_layer(per_layer: pd.DataFrame) -> pd.DataFrame:
-    """One row per transformer layer with both an attn and an mlp group.
+def by_block(per_layer: pd.DataFrame) -> pd.DataFrame:
+    """One row per transformer block with both an attn and an mlp group.
 
-    Columns: layer; attn_dW_fro_rel, mlp_dW_fro_rel (‖ΔW‖/‖W‖ pooled over the group);
+    Columns: block; attn_dW_fro_rel, mlp_dW_fro_rel (‖ΔW‖/‖W‖ pooled over the group);
     mlp_attn_ratio = mlp_dW_fro_rel / attn_dW_fro_rel (> 1: MLP changed more, relative to its size);
     attn_max_dW_spectral_rel, mlp_max_dW_spectral_rel, mlp_attn_spectral_ratio;
     mlp_dW_energy_share = ‖ΔW_mlp‖² / (‖ΔW_mlp‖² + ‖ΔW_attn‖²) and its baseline mlp_W_energy_share.
     """
-    blocks = per_layer[(per_layer["layer"] >= 0) & per_layer["group"].isin(["attn", "mlp"])]
-    wide = blocks.pivot(index="layer", columns="group")
+    blocks = per_layer[per_layer["block"].notna() & per_layer["group"].isin(["attn", "mlp"])]
+    wide = blocks.pivot(index="block", columns="group")
     if "attn" not in wide.columns.get_level_values(1) or "mlp" not in wide.columns.get_level_values(1):
         return pd.DataFrame()
     wide = wide.dropna(subset=[("dW_fro_layer", "attn"), ("dW_fro_layer", "mlp")])
     d_attn, d_mlp = wide[("dW_fro_layer", "attn")], wide[("dW_fro_layer", "mlp")]
     w_attn, w_mlp = wide[("W_fro_layer", "attn")], wide[("W_fro_layer", "mlp")]
     out = pd.DataFrame({
-        "layer": wide.index.astype(int),
+        "block": wide.index.astype(int),
         "attn_dW_fro_rel": _ratio(d_attn, w_attn),
         "mlp_dW_fro_rel": _ratio(d_mlp, w_mlp),
     })
@@ -47,24 +47,24 @@ def by_layer(per_layer: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def summary(per_layer: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
-    """One row over all transformer layers: pooled relative change of each group, their ratio,
-    MLP energy share against its W baseline, how many layers have mlp_attn_ratio > 1, and the
-    layers where each group changed most (relative)."""
-    blocks = per_layer[(per_layer["layer"] >= 0) & per_layer["group"].isin(["attn", "mlp"])]
+def summary(per_layer: pd.DataFrame, by_blocks: pd.DataFrame) -> pd.DataFrame:
+    """One row over all transformer blocks: pooled relative change of each group, their ratio,
+    MLP energy share against its W baseline, how many blocks have mlp_attn_ratio > 1, and the
+    blocks where each group changed most (relative)."""
+    blocks = per_layer[per_layer["block"].notna() & per_layer["group"].isin(["attn", "mlp"])]
     pooled = {}
     for group in ("attn", "mlp"):
         g = blocks[blocks["group"] == group]
         pooled[group] = (float((g["dW_fro_layer"] ** 2).sum()), float((g["W_fro_layer"] ** 2).sum()))
     (da, wa), (dm, wm) = pooled["attn"], pooled["mlp"]
     attn_rel, mlp_rel = float(_ratio(np.sqrt(da), np.sqrt(wa))), float(_ratio(np.sqrt(dm), np.sqrt(wm)))
-    finite = layers[np.isfinite(layers["mlp_attn_ratio"])]
+    finite = by_blocks[np.isfinite(by_blocks["mlp_attn_ratio"])]
     return pd.DataFrame([{
-        "n_layers": len(layers),
+        "n_blocks": len(by_blocks),
         "attn_dW_fro_rel": attn_rel, "mlp_dW_fro_rel": mlp_rel,
         "mlp_attn_ratio": float(_ratio(mlp_rel, attn_rel)),
         "mlp_dW_energy_share": float(_ratio(dm, dm + da)), "mlp_W_energy_share": float(_ratio(wm, wm + wa)),
-        "n_layers_mlp_dominant": int((finite["mlp_attn_ratio"] > 1).sum()),
-        "top_layer_mlp": int(layers.loc[layers["mlp_dW_fro_rel"].idxmax(), "layer"]) if len(layers) else -1,
-        "top_layer_attn": int(layers.loc[layers["attn_dW_fro_rel"].idxmax(), "layer"]) if len(layers) else -1,
+        "n_blocks_mlp_dominant": int((finite["mlp_attn_ratio"] > 1).sum()),
+        "top_block_mlp": int(by_blocks.loc[by_blocks["mlp_dW_fro_rel"].idxmax(), "block"]) if len(by_blocks) else None,
+        "top_block_attn": int(by_blocks.loc[by_blocks["attn_dW_fro_rel"].idxmax(), "block"]) if len(by_blocks) else None,
     }])

@@ -1,9 +1,10 @@
 """Step 1's tables: per-matrix statistics of ΔW = W_b − W_a and their per-layer aggregates.
 
 ``matrix_row`` turns one streamed pair into one row of ``per_matrix.csv``; ``per_layer`` groups
-those rows into ``per_layer.csv``. Column names follow the seed's CSV reference; beyond it,
-``W_cosine`` (relatedness of W_a and W_b) and ``dW_zero_frac`` (entries of ΔW that are exactly 0).
-Columns starting with ``_`` are bookkeeping for the aggregates and are not written.
+those rows into ``per_layer.csv``. Column names follow the seed's CSV reference, with the
+block a matrix belongs to in ``block`` (empty outside the blocks); beyond it, ``W_cosine``
+(relatedness of W_a and W_b) and ``dW_zero_frac`` (entries of ΔW that are exactly 0). Columns
+starting with ``_`` are bookkeeping for the aggregates and are not written (docs/columns.md).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from brittle.models import classify_param
 
 ENERGY = 0.99  # empirical rank: fewest singular directions holding 99 % of ‖·‖_F²
 
-PER_MATRIX_COLUMNS = ["name", "layer", "group", "shape0", "shape1", "dW_fro", "W_fro", "dW_fro_rel",
+PER_MATRIX_COLUMNS = ["name", "block", "group", "shape0", "shape1", "dW_fro", "W_fro", "dW_fro_rel",
                       "dW_spectral", "W_spectral", "dW_spectral_rel", "dW_stable_rank", "W_stable_rank"]
 EMPIRICAL_COLUMNS = ["dW_empirical_rank", "W_empirical_rank"]
 EXTRA_COLUMNS = ["W_cosine", "dW_zero_frac"]
 
-PER_LAYER_COLUMNS = ["layer", "group", "dW_fro_layer", "W_fro_layer", "dW_fro_layer_rel", "max_dW_spectral",
+PER_LAYER_COLUMNS = ["block", "group", "dW_fro_layer", "W_fro_layer", "dW_fro_layer_rel", "max_dW_spectral",
                      "max_W_spectral", "max_dW_spectral_rel", "mean_dW_stable_rank"]
 PER_LAYER_EXTRA = ["W_cosine_layer", "dW_zero_frac_layer"]
 
@@ -41,8 +42,8 @@ def matrix_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, empirical_rank: 
     With ``empirical_rank`` the full spectra are computed (Gram eigenvalues) and σ₁ is read from
     them; otherwise σ₁ comes from ARPACK to relative tolerance ``tol`` on σ₁².
     """
-    layer, group = classify_param(name)
-    row: dict = {"name": name, "layer": layer, "group": group,
+    block, group = classify_param(name)
+    row: dict = {"name": name, "block": block, "group": group,
                  "shape0": int(w_a.shape[0]), "shape1": int(w_a.shape[1])}
     fro_a, fro_b = linalg.frobenius(w_a), linalg.frobenius(w_b)
     dw = w_b.sub_(w_a)
@@ -72,6 +73,7 @@ def matrix_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, empirical_rank: 
 def per_matrix_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of :func:`matrix_row` as a DataFrame in the documented column order (``_`` columns last)."""
     df = pd.DataFrame(rows)
+    df["block"] = df["block"].astype("Int64")   # integers, empty outside the blocks
     cols = PER_MATRIX_COLUMNS + [c for c in EMPIRICAL_COLUMNS if c in df] + EXTRA_COLUMNS
     return df[cols + [c for c in df.columns if c.startswith("_")]]
 
@@ -82,16 +84,17 @@ def public(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_layer(df: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate per (layer, group): root-sum-square Frobenius norms, max spectral norms, mean
+    """Aggregate per (block, group), weights outside the blocks in one group of their own:
+    root-sum-square Frobenius norms, max spectral norms, mean
     stable rank (NaN ranks of zero ΔW skipped), matrix count; the cosine of the concatenated
     weights Σ⟨W_a, W_b⟩ / sqrt(Σ‖W_a‖² Σ‖W_b‖²) and the pooled zero fraction when the
     bookkeeping columns are present."""
     out = []
-    for (layer, group), g in df.groupby(["layer", "group"], sort=True):
+    for (block, group), g in df.groupby(["block", "group"], sort=True, dropna=False):
         dw_fro = float(np.sqrt((g["dW_fro"] ** 2).sum()))
         w_fro = float(np.sqrt((g["W_fro"] ** 2).sum()))
         max_d, max_w = float(g["dW_spectral"].max()), float(g["W_spectral"].max())
-        rec = {"layer": int(layer), "group": group, "dW_fro_layer": dw_fro, "W_fro_layer": w_fro,
+        rec = {"block": block, "group": group, "dW_fro_layer": dw_fro, "W_fro_layer": w_fro,
                "dW_fro_layer_rel": _ratio(dw_fro, w_fro), "max_dW_spectral": max_d, "max_W_spectral": max_w,
                "max_dW_spectral_rel": _ratio(max_d, max_w),
                "mean_dW_stable_rank": _nanmean(g["dW_stable_rank"])}
@@ -103,7 +106,9 @@ def per_layer(df: pd.DataFrame) -> pd.DataFrame:
             rec["W_cosine_layer"] = _ratio(float(dot), w_fro * float(np.sqrt((g["_Wb_fro"] ** 2).sum())))
             rec["dW_zero_frac_layer"] = float((g["dW_zero_frac"] * g["_numel"]).sum() / g["_numel"].sum())
         out.append(rec)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table["block"] = table["block"].astype("Int64")
+    return table
 
 
 def _nanmean(s: pd.Series) -> float:
@@ -146,28 +151,19 @@ def describe_relatedness(summary: dict) -> str:
             f"(unrelated equal-norm weights give 0 and 1.414): {kind}")
 
 
-def add_input_args(p) -> None:
-    """Flags of the steps that read step 1's CSVs: the pair (to find the default folders) or
-    the param_stats folder itself."""
-    p.add_argument("--model-a", default=None, help="reference model (locates the default folders)")
-    p.add_argument("--model-b", default=None, help="modified model (locates the default folders)")
-    p.add_argument("--param-stats", default=None,
-                   help="param_stats folder written by collect_param_stats.py "
-                        "(default: <output-root>/<slug_a>__vs__<slug_b>/param_stats)")
-
-
 def input_output_dirs(args, out_step: str):
     """``(param_stats_dir, outdir)`` from ``--param-stats``/``--outdir`` or the model pair; the
     default output is the sibling folder ``out_step`` of param_stats."""
     from pathlib import Path
 
-    from brittle.cli import UserError
-    from brittle.io import comparison_dir, require_step
+    from brittle import steps
+    from brittle.errors import UserError
+    from brittle.io import require_step
 
     if args.param_stats:
         stats = Path(args.param_stats)
     elif args.model_a and args.model_b:
-        stats = comparison_dir(args.output_root, args.model_a, args.model_b) / "param_stats"
+        stats = steps.folder("param_stats", args.output_root, model_a=args.model_a, model_b=args.model_b)
     else:
         raise UserError("give --model-a and --model-b, or --param-stats")
     how = (f"uv run collect_param_stats.py --model-a {args.model_a} --model-b {args.model_b}"

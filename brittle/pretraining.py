@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from brittle.errors import UserError, require_finite
+
 
 def gpt_neox_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4,
                     intermediate: int | None = None, max_positions: int = 128,
@@ -54,7 +56,8 @@ def pack_texts(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:
 def _blocks(stream: list[int], seq_len: int) -> torch.Tensor:
     n_blocks = len(stream) // seq_len
     if n_blocks == 0:
-        raise ValueError(f"corpus has {len(stream)} tokens, fewer than one block of {seq_len}")
+        raise UserError(f"the corpus has {len(stream)} tokens, fewer than one training block of {seq_len} "
+                        "(--seq-len); give a longer corpus or a shorter --seq-len")
     return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
 
 
@@ -126,8 +129,7 @@ def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: in
         opt.step()
         seen += int((labels[:, 1:] != -100).sum())
         value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at step {step + 1}; lower the learning rate")
+        require_finite(value, f"the training loss at step {step + 1}", "lower --lr")
         if (step + 1) % log_every == 0 or step + 1 == steps:
             rows.append({"step": step + 1, "loss": value, "lr": current_lr, "tokens": seen})
         bar.set_postfix(loss=f"{value:.3f}", refresh=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 from brittle.stats import percentile_ci
 
 

@@ -1,8 +1,8 @@
 """The brittleness report: every model's signature numbers beside how fast its knowledge came back.
 
-:func:`collect` reads, for each model, every source in :data:`brittle.signatures.SOURCES` and the
-relearning summaries, recording a missing file as a missing step rather than dropping the model.
-:func:`prediction_table` tests each seed prediction two ways:
+:func:`collect` reads, for each model, every reader of :mod:`brittle.report_numbers` at the
+folder the step registry gives, recording a missing file as a missing step rather than dropping
+the model. :func:`prediction_table` tests each seed prediction two ways:
 
 * across unlearned models: Spearman rank correlation between the signature and recovery speed
   (``hazard_auc_recovery_log``, the area under the recovered-fraction curve over log steps). The
@@ -16,23 +16,27 @@ relearning summaries, recording a missing file as a missing step rather than dro
 
 Models whose hazard accuracy before the attack is already above the half-gap threshold did not
 hide the knowledge in the first place; their "recovery" is not relearning, so they are left out of
-the correlations (and listed).
+the correlations (and listed). :func:`render` writes the markdown page.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from brittle import steps
 from brittle.io import model_slug
-from brittle.signatures import PREDICTIONS, SOURCES, MissingSource, relearning
+from brittle.report_numbers import PREDICTIONS, READERS, MissingSource, numbers
 
 ATTACKS = ("hazard", "benign")
 SPEED = "hazard_auc_recovery_log"
+EXACT_MAX_N = 8  # up to 8! = 40,320 orderings: exact permutation p-value; above, scipy's t approximation
 
 
 @dataclass
@@ -77,40 +81,33 @@ def discover_models(base: str, filtered: str | None, unlearned_dir: str | Path |
     return entries
 
 
-def source_path(output_root: Path, source, base_slug: str, slug: str) -> Path:
-    if source.scope == "comparison":
-        return output_root / f"{base_slug}__vs__{slug}" / source.file
-    if source.scope == "model":
-        return output_root / slug / source.file
-    return output_root / "layerwise_forgetting" / base_slug / source.file
+def source_path(root: Path, step: str, file: str, base: ModelEntry, entry: ModelEntry) -> Path:
+    """Where a reader's file is for one model, from the step registry."""
+    if steps.step(step).scope == steps.COMPARISON:
+        return steps.folder(step, root, model_a=base.model, model_b=entry.model) / file
+    return steps.folder(step, root, model=entry.model) / file
 
 
 def collect(entries: list[ModelEntry], output_root: str | Path) -> Collected:
-    """Read every source for every model; see the module docstring."""
+    """Read every reader's file for every model it applies to; see the module docstring."""
     root = Path(output_root)
-    base_slug = next(e.slug for e in entries if e.role == "base")
+    base = next(e for e in entries if e.role == "base")
     rows, missing, curves = [], [], {a: [] for a in ATTACKS}
     references: dict[str, float | None] = {}
     for entry in entries:
         row = {"model": entry.label, "slug": entry.slug, "role": entry.role}
-        for source in SOURCES:
-            if entry.role == "base" and source.scope != "model":
-                continue  # the base is the reference of every comparison
-            if entry.role == "filtered" and source.scope == "layerwise":
-                continue  # the filtered model is the layer-wise analysis's reference
-            path = source_path(root, source, base_slug, entry.slug)
-            try:
-                row.update(source.read(path, entry.slug))
-            except MissingSource as exc:
-                missing.append((entry.label, source.step, str(exc.path)))
-        for attack in ATTACKS:
-            folder = root / entry.slug / "relearning" / attack
-            try:
-                row.update(relearning(folder / "summary.csv", entry.slug, prefix=attack))
-            except MissingSource as exc:
-                if entry.role != "base":  # attacking the base is optional
-                    missing.append((entry.label, f"relearning/{attack}", str(exc.path)))
+        for reader in READERS:
+            if entry.role not in reader.roles:
                 continue
+            path = source_path(root, reader.step, reader.file, base, entry)
+            try:
+                row.update(reader.read(path, entry.slug))
+            except MissingSource as exc:
+                if entry.role not in reader.optional:
+                    sub = Path(reader.file).parent.as_posix()
+                    missing.append((entry.label, reader.step if sub == "." else f"{reader.step}/{sub}", str(exc.path)))
+        for attack in ATTACKS:
+            folder = steps.folder("relearning", root, model=entry.model) / attack
             if (folder / "curve.csv").is_file():
                 curves[attack].append(pd.read_csv(folder / "curve.csv").assign(model=entry.label))
             if attack == "hazard" and not references and (folder / "summary.csv").is_file():
@@ -135,9 +132,6 @@ def relearning_eligible(table: pd.DataFrame) -> pd.Series:
         return pd.Series(False, index=table.index)
     return (table["role"].isin(["filtered", "unlearned"]) & table[SPEED].notna()
             & (table["hazard_acc_start"] < table["hazard_half_gap_threshold"]))
-
-
-EXACT_MAX_N = 8  # up to 8! = 40,320 orderings: exact permutation p-value; above, scipy's t approximation
 
 
 def spearman(x, y) -> tuple[float, float, int]:
@@ -243,3 +237,125 @@ def markdown_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join(_fmt(row.get(c)) if c in row else "–" for c in columns) + " |")
     return "\n".join(lines)
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+def signature_columns() -> dict[str, str]:
+    """The signature table: each signature number, its baseline in brackets, and the pattern."""
+    cols = {"model": "model", "w_cosine": numbers()["w_cosine"].label}
+    for n in numbers().values():
+        if n.signature or n.baseline:
+            cols[n.key] = f"({n.label})" if n.baseline else n.label
+    cols["layerwise_pattern"] = numbers()["layerwise_pattern"].label
+    return cols
+
+
+def scatter_keys() -> list[str]:
+    return [n.key for n in numbers().values() if n.signature]
+
+
+def budget(table: pd.DataFrame) -> str:
+    if "hazard_steps_budget" in table and table["hazard_steps_budget"].notna().any():
+        return "/".join(str(int(v)) for v in sorted({int(v) for v in table["hazard_steps_budget"].dropna()}))
+    return "N"
+
+
+def claims(table: pd.DataFrame, got: Collected) -> list[str]:
+    """Plain statements of what the relearning curves show (seed means; the numbers as they are)."""
+    if got.curves.get("hazard") is None:
+        return ["No hazard relearning curves: brittleness was not measured."]
+    means = {attack: c.groupby(["model", "step"], as_index=False)["hazard_acc"].mean()
+             for attack, c in got.curves.items()}
+    out = []
+    for _, row in table[table["model"].isin(set(means["hazard"]["model"]))].iterrows():
+        grp = means["hazard"][means["hazard"]["model"] == row["model"]].sort_values("step")
+        acc = grp["hazard_acc"].to_numpy()
+        best = int(grp["step"].iloc[int(acc.argmax())])
+        text = (f"- `{row['model']}` ({row['role']}): hazard accuracy {acc[0]:.2f} before the attack, "
+                f"{acc[-1]:.2f} after {int(grp['step'].iloc[-1])} steps, between {acc.min():.2f} and "
+                f"{acc.max():.2f} over all checkpoints (highest at step {best})")
+        if "benign" in means and row["model"] in set(means["benign"]["model"]):
+            ben = means["benign"][means["benign"]["model"] == row["model"]].sort_values("step")["hazard_acc"]
+            text += f"; benign-only attack: {ben.iloc[-1]:.2f} after the same budget (highest {ben.max():.2f})"
+        out.append(text + ".")
+    return out
+
+
+def render(preset_name: str, output_root: str, entries: list[ModelEntry], got: Collected, preds: pd.DataFrame,
+           eligible: pd.Series, figures: dict[str, Path], outdir: Path, alpha: float) -> str:
+    """The markdown page: missing steps, knowledge and brittleness, signatures, recovery curves,
+    signatures against recovery speed, the predictions' verdicts, and how each number is formed."""
+    table = got.table
+    steps_done = budget(table)
+    labels = {k: n.label for k, n in numbers().items()}
+    lines = [f"# Brittleness report: preset `{preset_name}`", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from `{output_root}/`. "
+             f"Base `{entries[0].model}`; filtered `{next((e.model for e in entries if e.role == 'filtered'), '–')}`; "
+             f"{sum(e.role == 'unlearned' for e in entries)} unlearned model(s): "
+             + (", ".join(f"`{e.label}`" for e in entries if e.role == "unlearned") or "none") + ".", ""]
+
+    lines += ["## Missing steps", ""]
+    if got.missing:
+        lines += ["These outputs were not found, so their numbers are blank (–) below:", ""]
+        by_step: dict[tuple[str, str], list[str]] = {}
+        for label, step, path in got.missing:
+            by_step.setdefault((step, Path(path).name), []).append(label)
+        for (step, name), models in sorted(by_step.items()):
+            lines.append(f"- **{step}** (`{name}`) missing for: {', '.join(f'`{m}`' for m in models)}")
+    else:
+        lines.append("None: every step's output was found for every model.")
+    lines.append("")
+
+    lines += ["## Knowledge and brittleness", "",
+              f"Evaluation: cloze accuracy on the held-out evaluation questions and retain perplexity "
+              f"(`evaluate.py`). Relearning (`relearn.py`): hazard accuracy on the attack's held-out facts "
+              f"before and after {steps_done} fine-tuning steps on *other* hazard facts (hazard attack) or on "
+              f"benign text (benign attack); steps to half gap = first checkpoint at which the model recovered "
+              f"half of the base-vs-filtered accuracy gap; recovery AUC = area under the recovered fraction "
+              f"over log steps (0 = stayed at the filtered level, 1 = at the base level throughout).", ""]
+    lines.append(markdown_table(table, {
+        "model": "model", "role": "role", "eval_hazard_acc": labels["eval_hazard_acc"],
+        "eval_benign_acc": labels["eval_benign_acc"], "eval_retain_ppl": labels["eval_retain_ppl"],
+        "hazard_acc_start": "attack: acc before", "hazard_acc_final": f"acc after {steps_done}",
+        "hazard_steps_to_half_gap": "steps to half gap", "hazard_auc_recovery_log": "recovery AUC",
+        "benign_acc_final": f"benign attack: acc after {steps_done}", "benign_auc_recovery_log": "benign-attack AUC",
+        "layerwise_pattern": labels["layerwise_pattern"]}))
+    lines += ["", *claims(table, got), ""]
+    excluded = table[(table["role"] == "unlearned") & ~eligible]
+    if len(excluded):
+        lines += [f"Left out of the correlations (hazard accuracy before the attack already above the half-gap "
+                  f"threshold, i.e. the knowledge was never hidden): {', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
+
+    lines += ["## Signatures", "", "Each unlearned model and the filtered model against the base. "
+              "Bracketed columns are baselines (what a change proportional to W, or a random update, gives). "
+              "Base → filtered compares two models trained from scratch (see cos(W_a, W_b)): its weight-space "
+              "numbers describe unrelated weights, not an edit.", ""]
+    lines += [markdown_table(table[table["role"] != "base"], signature_columns()), ""]
+
+    lines += ["## Recovery curves", ""]
+    for attack in ATTACKS:
+        if attack in figures:
+            lines += [f"![{attack} attack]({figures[attack].relative_to(outdir).as_posix()})", ""]
+        else:
+            lines += [f"No `{attack}` relearning curves found.", ""]
+
+    lines += ["## Signatures against recovery speed", "",
+              "Recovery speed = hazard-attack recovery AUC. Spearman rank correlation across the unlearned "
+              f"models that hid the knowledge; a prediction holds when the sign is as predicted with p < {alpha}.", ""]
+    if "scatter" in figures:
+        lines += [f"![signatures vs recovery]({figures['scatter'].relative_to(outdir).as_posix()})", ""]
+    if len(preds):
+        shown = preds.assign(direction=preds["brittle_if"].map({1: "higher → brittle", -1: "lower → brittle"}))
+        lines.append(markdown_table(shown, {
+            "prediction": "prediction", "signature": "signature", "direction": "predicted",
+            "rho_unlearned": "ρ (unlearned)", "p_unlearned": "p", "n_unlearned": "n", "rho_all": "ρ (incl. filtered)",
+            "filtered_value": "filtered", "unlearned_median": "unlearned median", "contrast": "contrast",
+            "verdict": "verdict"}))
+    lines += ["", "## Which seed predictions held on this run", ""]
+    lines += [f"- {s}" for s in prediction_sentences(preds)] if len(preds) else ["No predictions could be tested."]
+    lines += ["", "## How each number is formed", ""]
+    for reader in READERS:
+        doc = " ".join(inspect.cleandoc(reader.read.__doc__ or "").split())
+        lines.append(f"- **{reader.step}** — `{reader.file}`: {doc}")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from brittle.errors import UserError
+
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -16,14 +18,20 @@ _DTYPES = {
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available, else mps, else cpu; anything else is passed to torch."""
+    """``auto`` -> cuda if available, else mps, else cpu; anything else must name a device this
+    machine has (scripts check it at parse time with ``brittle.cli.device_arg``)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(name)
+    from brittle.cli import device_arg
+
+    try:
+        return torch.device(device_arg(str(name)))
+    except Exception as exc:  # argparse.ArgumentTypeError or torch's RuntimeError
+        raise UserError(str(exc)) from None
 
 
 def resolve_dtype(name: str = "auto", device: torch.device | str = "cpu") -> torch.dtype:
@@ -37,7 +45,7 @@ def resolve_dtype(name: str = "auto", device: torch.device | str = "cpu") -> tor
     try:
         return _DTYPES[name]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; choose from auto, {', '.join(sorted(_DTYPES))}") from None
+        raise UserError(f"unknown dtype {name!r}; choose from auto, {', '.join(sorted(_DTYPES))}") from None
 
 
 def seed_everything(seed: int) -> None:

@@ -46,14 +46,14 @@ def null_space_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, k: int = 10,
       sqrt(Σθ²) (0 = same subspace, random ≈ sqrt(k)·π/2 for k ≪ d), chordal distance
       sqrt(Σ sin²θ) and mean cos²θ; baselines from random k-subspaces (Monte Carlo; k/d exact).
     """
-    layer, group = classify_param(name)
+    block, group = classify_param(name)
     m, n = w_a.shape
     k = min(k, m, n)
     dw = w_b - w_a
     ev = linalg.gram_eigenvalues(dw)
     gauss = subspaces.gaussian_spectrum(m, n)
     eff, eff_rand = linalg.energy_rank(ev, energy), linalg.energy_rank(gauss, energy)
-    row = {"name": name, "layer": layer, "group": group, "shape0": m, "shape1": n, "max_rank": min(m, n),
+    row = {"name": name, "block": block, "group": group, "shape0": m, "shape1": n, "max_rank": min(m, n),
            "dW_fro_rel": linalg.frobenius(dw) / max(linalg.frobenius(w_a), 1e-30),
            "dW_top10_energy": linalg.top_k_energy(ev, 10),
            "dW_top10_energy_random": linalg.top_k_energy(gauss, 10),
@@ -74,13 +74,13 @@ def nullspace_split_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, energy:
     row space (input side) and in their complements, the numerical rank r being the fewest
     singular directions holding ``energy`` of ‖W_a‖_F². Baselines r/m and r/n.
     ``*_col_over_random`` > 1 means ΔW leans into the directions W uses; < 1, into its null space."""
-    layer, group = classify_param(name)
+    block, group = classify_param(name)
     m, n = w_a.shape
     sub = subspaces.energy_subspace(w_a, energy)
     dw = w_b.sub_(w_a)
     split = subspaces.column_null_split(dw, sub)
     fro_d = linalg.frobenius(dw)
-    row = {"name": name, "layer": layer, "group": group, "shape0": m, "shape1": n, "dW_fro": fro_d,
+    row = {"name": name, "block": block, "group": group, "shape0": m, "shape1": n, "dW_fro": fro_d,
            "dW_fro_rel": fro_d / max(linalg.frobenius(w_a), 1e-30), "rank": split.pop("rank")}
     row["rank_frac"] = row["rank"] / min(m, n)
     row.update(split)

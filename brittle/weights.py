@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from brittle.cli import UserError
+from brittle.errors import UserError, require_finite
 from brittle.models import checkpoint_files
 
 # safetensors dtype codes -> torch dtypes
@@ -76,7 +76,8 @@ def read_tensor(entry: TensorEntry, fh=None) -> torch.Tensor:
 class WeightPairs:
     """Iterate ``(name, W_a, W_b)`` over two checkpoints of one architecture, float32 on CPU.
 
-    ``len()`` is the number of pairs (for progress bars). ``matrices_only`` keeps 2-D tensors;
+    ``len()`` is the number of pairs (for progress bars). A tensor holding NaN or Inf is a
+    :class:`UserError` naming it (statistics of a broken checkpoint are not results). ``matrices_only`` keeps 2-D tensors;
     ``select(name, shape) -> bool`` keeps a subset (the others are never read). Raises
     :class:`UserError` naming the tensors when names, shapes or configs disagree.
 
@@ -141,6 +142,9 @@ class WeightPairs:
                     handles[other.path] = open(other.path, "rb")
                 w_a = read_tensor(entry, handles[entry.path]).float()
                 w_b = read_tensor(other, handles[other.path]).float()
+                for tensor, model in ((w_a, self.model_a), (w_b, self.model_b)):
+                    require_finite(tensor, f"tensor {entry.name} of {model}",
+                                   "the checkpoint is broken; retrain or re-download it")
                 yield entry.name, w_a, w_b
                 del w_a, w_b  # so the next pair is not read while this one is still alive
         finally:

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from brittle.activations import CaptureConfig, ModelSpec, ensure_captures, read_texts
+from brittle.capture import CaptureConfig, ModelSpec, ensure_captures
+from brittle.io import read_lines
 from brittle.models import mlp_input_linears
 from tests.activation_fixtures import FORGET, RETAIN, make_pair, write_texts
 from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
@@ -29,7 +30,7 @@ def world(tmp_path_factory):
 
 
 def _common(tmp, forget, retain):
-    return ["--forget-file", str(forget), "--retain-file", str(retain), "--device", "cpu", "--n-boot", "30",
+    return ["--forget-file", str(forget), "--retain-file", str(retain), "--device", "cpu", "--n-bootstrap", "30",
             "--output-root", str(tmp / "out"), "--moment-groups", "4", "--batch-size", "4"]
 
 
@@ -49,16 +50,16 @@ def test_separation_covariance_probes_lipschitz(world, arch):
     assert activation_separation_analysis.main([*pair, *common]) == 0
     sep = pd.read_csv(comp / "activation_separation" / "separation_metrics.csv")
     change = pd.read_csv(comp / "activation_separation" / "separation_change.csv")
-    assert set(sep.model) == {"a", "b"} and sep.layer.nunique() == 4
-    # B differs from A only from block 1 on: hidden layers 0 and 1 are identical, so is every metric.
-    early = change[change.layer <= 1]
+    assert set(sep.model) == {"a", "b"} and sep.hidden_state.nunique() == 4
+    # B differs from A only from block 1 on: hidden states 0 and 1 are identical, so is every metric.
+    early = change[change.hidden_state <= 1]
     assert (early.change_b_minus_a.fillna(0) == 0).all()
-    assert (change[change.layer >= 2].change_b_minus_a.abs() > 0).any()
+    assert (change[change.hidden_state >= 2].change_b_minus_a.abs() > 0).any()
 
     assert activation_covariance_analysis.main([*pair, *common]) == 0
     cov = pd.read_csv(comp / "activation_covariance" / "covariance_comparison.csv")
-    assert (cov.loc[cov.layer <= 1, ["wasserstein_forget", "wasserstein_retain"]] == 0).all().all()
-    assert (cov.loc[cov.layer >= 2, "wasserstein_forget"] > 0).all()
+    assert (cov.loc[cov.hidden_state <= 1, ["wasserstein_forget", "wasserstein_retain"]] == 0).all().all()
+    assert (cov.loc[cov.hidden_state >= 2, "wasserstein_forget"] > 0).all()
     metrics = pd.read_csv(comp / "activation_covariance" / "covariance_metrics.csv")
     assert ((metrics.effective_rank >= 1) & (metrics.effective_rank <= 32)).all()
     spectra = pd.read_csv(comp / "activation_covariance" / "eigenspectra.csv")
@@ -72,8 +73,10 @@ def test_separation_covariance_probes_lipschitz(world, arch):
     assert (probes.selectivity == probes.accuracy - probes.majority_baseline).all()
 
     # A model against itself: every sensitivity ratio is exactly 1 (same perturbations, same model).
+    at = common.index("--moment-groups")
+    no_cache = common[:at] + common[at + 2:]   # step 12 reads no activation cache
     assert local_lipschitzness_analysis.main(["--model-a", str(a), "--model-b", str(a), "--n-perturbations", "3",
-                                              *common]) == 0
+                                              *no_cache]) == 0
     same = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "lipschitzness" / "lipschitz_change.csv")
     np.testing.assert_allclose(same.ratio_b_over_a, 1.0)
     summary = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "lipschitzness" / "lipschitz_summary.csv")
@@ -83,13 +86,14 @@ def test_separation_covariance_probes_lipschitz(world, arch):
 def test_lipschitz_gradient_matches_single_text_autograd(world):
     """Batching and padding do not leak between texts: the batch gradient norm equals each
     text's own, computed alone without padding."""
-    from brittle.activations import pad_batch, tokenize_texts
+    from brittle.capture import tokenize_texts
+    from brittle.padding import right_pad
     from brittle.sensitivity import perturbation_stats
 
     _, tok, *_ = world
     model = make_tiny_model("llama")
     ids_list = tokenize_texts(tok, FORGET[:3], 64)
-    ids, mask = pad_batch(ids_list, [0, 1, 2], tok.pad_token_id)
+    ids, mask = right_pad(ids_list, tok.pad_token_id)
     stats = perturbation_stats(model, ids, mask, 0.01, 2, torch.Generator().manual_seed(0))
     for i, one in enumerate(ids_list):
         e = model.get_input_embeddings()(torch.tensor([one])).detach().requires_grad_(True)
@@ -105,7 +109,7 @@ def _planted_row_space_pair(tmp, tok, arch, forget, retain, towards: str, layer:
     a_dir = tmp / f"{arch}-rs-a"
     model = make_tiny_model(arch, seed=3)
     save_tiny(model, a_dir, tok)
-    splits = {"forget": read_texts(forget, None), "retain": read_texts(retain, None)}
+    splits = {"forget": read_lines(forget), "retain": read_lines(retain)}
     # Same settings and cache as the step's run below, so A's capture is made once.
     caps = ensure_captures([ModelSpec(str(a_dir))], splits, CaptureConfig(device="cpu", moment_groups=4, batch_size=4),
                            tmp / "rs-cache", progress=False)
@@ -115,8 +119,8 @@ def _planted_row_space_pair(tmp, tok, arch, forget, retain, towards: str, layer:
     v = torch.tensor(np.linalg.eigh(m[towards] - m[other])[1][:, -1], dtype=torch.float32)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for lay, _, mod in mlp_input_linears(model):
-            if lay == layer:
+        for block, _, mod in mlp_input_linears(model):
+            if block == layer:
                 u = torch.randn(mod.weight.shape[0], generator=gen)
                 mod.weight.add_(0.3 * torch.outer(u, v))
     b_dir = tmp / f"{arch}-rs-b-{towards}"
@@ -140,13 +144,13 @@ def test_row_space_finds_planted_forget_aligned_update(world, arch):
     planted = results["forget"]
     kinds = {"gpt_neox": {"dense_h_to_4h"}, "llama": {"gate_proj", "up_proj"}}[arch]
     assert set(planted.module_kind) == kinds
-    hit = planted[(planted.layer == 1) & (planted.activations_of == "a")]
+    hit = planted[(planted.block == 1) & (planted.activations_of == "a")]
     assert (hit.k == 1).all() and (hit.dW_rank == 1).all()
     assert (hit.fraction_forget > 3 * hit.random_baseline).all()
     assert (hit.selectivity_ratio > 1.2).all()
-    assert planted.loc[planted.layer != 1, "fraction_forget"].isna().all()  # unchanged matrices
+    assert planted.loc[planted.block != 1, "fraction_forget"].isna().all()  # unchanged matrices
     control = results["retain"]
-    ctrl = control[(control.layer == 1) & (control.activations_of == "a")]
+    ctrl = control[(control.block == 1) & (control.activations_of == "a")]
     assert (ctrl.selectivity_ratio < 1).all()
 
 

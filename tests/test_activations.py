@@ -1,4 +1,4 @@
-"""Shared activation capture (brittle.activations) and steps 4-5 (norms): oracles are HF's
+"""Shared activation capture (brittle.capture) and steps 4-5 (norms): oracles are HF's
 output_hidden_states, full-batch numpy statistics, padding invariance and a planted one-layer change."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from brittle.activations import CaptureConfig, ModelSpec, ensure_captures, hidden_states, read_texts
+from brittle.capture import CaptureConfig, ModelSpec, ensure_captures
+from brittle.capture.hooks import hidden_states
+from brittle.io import read_lines
 from brittle.stats import StreamingMoments, covariance_from_sums
 from tests.activation_fixtures import FORGET, RETAIN, make_pair, write_texts
 from tests.tiny_models import TINY_TEXTS, make_tiny_model
@@ -30,7 +32,7 @@ def world(tmp_path_factory, tok):
 
 
 def _splits(forget, retain):
-    return {"forget": read_texts(forget, None), "retain": read_texts(retain, None)}
+    return {"forget": read_lines(forget), "retain": read_lines(retain)}
 
 
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama", "gpt2"])
@@ -132,15 +134,15 @@ def test_norms_step_finds_planted_layer_change(world, arch):
     tmp, forget, retain, pairs = world
     a, b = pairs[arch]
     common = ["--forget-file", str(forget), "--retain-file", str(retain), "--device", "cpu",
-              "--output-root", str(tmp / "out"), "--n-boot", "50"]
+              "--output-root", str(tmp / "out"), "--n-bootstrap", "50"]
     assert collect_activation_norms.main(["--model-a", str(a), "--model-b", str(b), *common]) == 0
     stats = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-b" / "activation_stats" / "activation_stats.csv")
-    assert list(stats.columns[:8]) == ["layer", "split", "model_a_norm_L1", "model_a_norm_L2", "model_b_norm_L1",
+    assert list(stats.columns[:8]) == ["hidden_state", "split", "model_a_norm_L1", "model_a_norm_L2", "model_b_norm_L1",
                                        "model_b_norm_L2", "mean_dh_L1", "mean_dh_L2"]
-    # Block 1 was changed: hidden layers 0 (embeddings) and 1 (block 0 output) are identical, every
-    # later layer differs. Layer i is the output of block i-1.
-    assert (stats.loc[stats.layer <= 1, ["mean_dh_L1", "mean_dh_L2"]] == 0).all().all()
-    assert (stats.loc[stats.layer >= 2, "mean_dh_L2"] > 1e-3).all()
+    # Block 1 was changed: hidden states 0 (embeddings) and 1 (block 0 output) are identical, every
+    # later state differs. Hidden state i is the output of block i-1.
+    assert (stats.loc[stats.hidden_state <= 1, ["mean_dh_L1", "mean_dh_L2"]] == 0).all().all()
+    assert (stats.loc[stats.hidden_state >= 2, "mean_dh_L2"] > 1e-3).all()
     assert ((stats.mean_dh_L2_ci_low <= stats.mean_dh_L2) & (stats.mean_dh_L2 <= stats.mean_dh_L2_ci_high)).all()
     # Negative control: a model against itself has no difference anywhere.
     assert collect_activation_norms.main(["--model-a", str(a), "--model-b", str(a), *common]) == 0
@@ -160,7 +162,7 @@ def test_missing_texts_is_a_user_error(world, capsys):
     code = collect_activation_norms.main(["--model-a", str(a), "--model-b", str(b), "--forget-file",
                                           str(tmp / "nope.txt"), "--retain-file", str(retain),
                                           "--output-root", str(tmp / "out")])
-    assert code == 2 and "text file not found" in capsys.readouterr().err
+    assert code == 2 and "forget texts not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("script", ["collect_activation_norms", "plot_activation_norms"])

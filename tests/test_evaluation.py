@@ -10,6 +10,7 @@ import torch
 
 import evaluate
 from brittle import evaluation as ev
+from brittle.errors import UserError
 from tests.tiny_models import make_tiny_model, save_tiny
 
 QUESTIONS = [
@@ -100,7 +101,7 @@ def test_load_questions_with_ids(tmp_path):
     got = ev.load_questions(path, ev.read_id_list(tmp_path / "ids.txt"))
     assert [q["id"] for q in got] == ["q1", "q3"]
     path.write_text(json.dumps({"id": "bad", "question": "x", "choices": ["a", "b"], "answer": 5}) + "\n")
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
         ev.load_questions(path)
 
 

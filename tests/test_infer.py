@@ -92,7 +92,7 @@ def test_sweep_file_named_by_sha256_and_updated_in_place(models, tmp_path, tiny_
     out = tmp_path / "inference"
     common = ["--sweep", "--prompt", PROMPT, "--outdir", str(out), "--greedy"]
     models_dir = str(models["m1"].parent)
-    assert infer.main(common + ["--models-dir", models_dir, "--max-new-tokens", "6"]) == 0
+    assert infer.main(common + ["--unlearned-dir", models_dir, "--max-new-tokens", "6"]) == 0
     csv = out / f"{hashlib.sha256(PROMPT.encode('utf-8')).hexdigest()}.csv"
     assert sorted(p.name for p in out.iterdir()) == [csv.name]
     table = pd.read_csv(csv, keep_default_na=False)
@@ -109,8 +109,8 @@ def test_sweep_file_named_by_sha256_and_updated_in_place(models, tmp_path, tiny_
     first = table.copy()
 
     # Another models dir adds a row; re-sweeping the first dir with other settings updates its rows.
-    assert infer.main(common + ["--models-dir", str(models["extra"].parent), "--max-new-tokens", "6"]) == 0
-    assert infer.main(common + ["--models-dir", models_dir, "--max-new-tokens", "1"]) == 0
+    assert infer.main(common + ["--unlearned-dir", str(models["extra"].parent), "--max-new-tokens", "6"]) == 0
+    assert infer.main(common + ["--unlearned-dir", models_dir, "--max-new-tokens", "1"]) == 0
     table = pd.read_csv(csv, keep_default_na=False)
     assert list(table["model"]) == ["tiny__m1", "tiny__m2", "tiny__extra"]
     assert table.loc[2, "output"] != ""
@@ -119,7 +119,7 @@ def test_sweep_file_named_by_sha256_and_updated_in_place(models, tmp_path, tiny_
 
     # A different prompt goes to a different file.
     assert infer.main(["--sweep", "--prompt", PROMPT + " ?", "--outdir", str(out), "--greedy",
-                       "--models-dir", models_dir, "--max-new-tokens", "2"]) == 0
+                       "--unlearned-dir", models_dir, "--max-new-tokens", "2"]) == 0
     assert len(list(out.glob("*.csv"))) == 2
 
 
@@ -127,7 +127,7 @@ def test_include_base_reads_preset(models, tmp_path):
     preset = tmp_path / "p.env"
     preset.write_text(f"BASE_MODEL={models['extra']}\nFILTERED_MODEL=\nPUBLISHED_UNLEARNED=\n")
     out = tmp_path / "o"
-    argv = ["--sweep", "--include-base", "--preset", str(preset), "--models-dir", str(tmp_path / "none"),
+    argv = ["--sweep", "--include-base", "--preset", str(preset), "--unlearned-dir", str(tmp_path / "none"),
             "--prompt", PROMPT, "--outdir", str(out), "--greedy", "--max-new-tokens", "2"]
     assert infer.main(argv) == 0
     table = pd.read_csv(next(out.glob("*.csv")), keep_default_na=False)
@@ -171,7 +171,7 @@ def test_interactive_streams_and_exits_cleanly(models, monkeypatch, capsys, tiny
 
 def test_bad_input_is_one_line_error(models, capsys, tmp_path):
     assert infer.main(["--model", str(models["m1"])]) == 2
-    assert infer.main(["--sweep", "--prompt", "x", "--models-dir", str(tmp_path / "missing")]) == 2
+    assert infer.main(["--sweep", "--prompt", "x", "--unlearned-dir", str(tmp_path / "missing")]) == 2
     assert infer.main(["--model", str(tmp_path / "no" / "such"), "--prompt", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 3 and "Traceback" not in err

@@ -1,4 +1,5 @@
-"""layerwise_forgetting.py, brittle.layerwise and brittle.hidden_states on tiny in-process models."""
+"""layerwise_forgetting.py, brittle.layerwise, brittle.layerwise_tables and brittle.capture.prompts on tiny
+in-process models."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from scipy.spatial import distance as scipy_distance
 
 import layerwise_forgetting
 from brittle import layerwise
-from brittle.hidden_states import build_inputs, capture
+from brittle.capture.prompts import build_inputs, capture
 from brittle.stats import percentile_ci, resample_counts
 from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
 
@@ -144,41 +145,48 @@ def planted_run(tmp_path_factory, request):
     out = root / "out"
     argv = ["--reference", paths["reference"], "--finetuned", paths["finetuned"],
             "--unlearned", paths["obfuscated"], paths["forgot"], paths["unchanged"],
-            "--questions", str(questions), "--n-samples", "all", "--n-bootstrap", "100",
-            "--outdir", str(out), "--batch-size", "4"]
+            "--questions", str(questions), "--template", "Answer briefly: {question}", "--n-samples", "all",
+            "--n-bootstrap", "100", "--output-root", str(out), "--batch-size", "4"]
     assert layerwise_forgetting.main(argv) == 0
     return {"paths": paths, "out": out, "argv": argv, "tok": tok}
 
 
+def _folder(planted_run, name):
+    """Each unlearned model's results go to its own folder."""
+    return planted_run["out"] / name / "layerwise_forgetting"
+
+
+def _table(planted_run, file):
+    return pd.concat([pd.read_csv(_folder(planted_run, n) / file) for n in ("obfuscated", "forgot", "unchanged")])
+
+
 def test_planted_patterns(planted_run):
-    out = planted_run["out"]
-    results = json.loads((out / "results.json").read_text())
-    assert results["n_layers"] == 7 and results["chat_template"] is True
-    assert results["layer_regions"] == {"early": [0, 1], "middle": [2, 3], "late": [4, 5, 6]}
-    models = results["models"]
+    models = {name: json.loads((_folder(planted_run, name) / "results.json").read_text())
+              for name in ("obfuscated", "forgot", "unchanged")}
+    for results in models.values():
+        assert results["n_hidden_states"] == 7 and results["chat_template"] is True
+        assert results["regions"] == {"early": [0, 1], "middle": [2, 3], "late": [4, 5, 6]}
+        assert results["pattern_supported_by_ci"] is True
     assert models["obfuscated"]["pattern"] == "obfuscation"
     assert models["forgot"]["pattern"] == "true_unlearning"
     assert models["unchanged"]["pattern"] == "no_effect"
-    for name in ("obfuscated", "forgot", "unchanged"):
-        assert models[name]["pattern_supported_by_ci"] is True
     assert models["obfuscated"]["pattern_distribution"]["obfuscation"] == len(QUESTIONS)
     # The obfuscated model equals F exactly before the planted blocks and leans to R after them.
-    per_layer = pd.read_csv(out / "per_layer.csv")
-    obf = per_layer[per_layer["unlearned_model"] == "obfuscated"].set_index("layer")
+    per_state = _table(planted_run, "per_hidden_state.csv")
+    obf = per_state[per_state["unlearned_model"] == "obfuscated"].set_index("hidden_state")
     assert list(obf["closer_to"]) == ["finetuned"] * 4 + ["reference"] * 3
     assert (obf.loc[:3, "cosine_to_finetuned_max"] == 0).all()
     assert (obf.loc[4:, "forgetting_ratio"] > 0.9).all()
     # The baseline is the same for every unlearned model and equals the 'unchanged' model's d_ref.
-    unchanged = per_layer[per_layer["unlearned_model"] == "unchanged"].set_index("layer")
+    unchanged = per_state[per_state["unlearned_model"] == "unchanged"].set_index("hidden_state")
     np.testing.assert_allclose(unchanged["cosine_finetuned_to_reference_mean"], unchanged["cosine_to_reference_mean"])
-    regions = pd.read_csv(out / "regions.csv")
+    regions = _table(planted_run, "regions.csv")
     assert len(regions) == 9 and set(regions["region"]) == {"early", "middle", "late"}
     assert ((regions["ci_low"] <= regions["forgetting_ratio"] + 1e-12)
             & (regions["forgetting_ratio"] <= regions["ci_high"] + 1e-12)).all()
-    per_question = pd.read_csv(out / "per_question.csv")
-    assert len(per_question) == 3 * len(QUESTIONS)
+    assert len(_table(planted_run, "per_question.csv")) == 3 * len(QUESTIONS)
     for name in ("obfuscated", "forgot", "unchanged"):
-        assert (out / f"layerwise_{name}.png").stat().st_size > 10_000
+        assert (_folder(planted_run, name) / f"layerwise_{name}.png").stat().st_size > 10_000
 
 
 def test_distances_equal_direct_computation(planted_run):
@@ -186,7 +194,7 @@ def test_distances_equal_direct_computation(planted_run):
     from transformers import AutoModelForCausalLM
 
     paths, tok = planted_run["paths"], planted_run["tok"]
-    table = pd.read_csv(planted_run["out"] / "distances.csv")
+    table = pd.read_csv(_folder(planted_run, "obfuscated") / "distances.csv")
     states = {}
     for name in ("reference", "finetuned", "obfuscated"):
         model = AutoModelForCausalLM.from_pretrained(paths[name]).eval()
@@ -197,8 +205,8 @@ def test_distances_equal_direct_computation(planted_run):
             ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
             with torch.no_grad():
                 rows.append(torch.stack([h[0, -1] for h in model(ids, output_hidden_states=True).hidden_states]))
-        states[name] = torch.stack(rows)                        # (questions, layers, d)
-    obf = table[table["unlearned_model"] == "obfuscated"].sort_values(["question_idx", "layer"])
+        states[name] = torch.stack(rows)                        # (questions, hidden states, d)
+    obf = table[table["unlearned_model"] == "obfuscated"].sort_values(["question_idx", "hidden_state"])
     for other, column in (("reference", "to_reference"), ("finetuned", "to_finetuned")):
         cos = 1 - torch.nn.functional.cosine_similarity(states["obfuscated"], states[other], dim=-1)
         l2 = (states["obfuscated"] - states[other]).norm(dim=-1)
@@ -207,14 +215,18 @@ def test_distances_equal_direct_computation(planted_run):
 
 
 def test_skip_and_force(planted_run, capsys):
-    done = planted_run["out"] / "_DONE.json"
+    done = _folder(planted_run, "forgot") / "_DONE.json"
     stamp = done.stat().st_mtime_ns
     assert layerwise_forgetting.main(planted_run["argv"]) == 0
-    assert "[skip]" in capsys.readouterr().out and done.stat().st_mtime_ns == stamp
-    changed = planted_run["argv"][:]
-    changed[changed.index("all")] = "2"                          # different params: recompute
-    assert layerwise_forgetting.main(changed) == 0
-    assert len(pd.read_csv(planted_run["out"] / "per_question.csv")) == 3 * 2
+    assert capsys.readouterr().out.count("[skip]") == 3 and done.stat().st_mtime_ns == stamp
+    # Analysing one model again with other settings rewrites that model's folder, not the others'.
+    one = planted_run["argv"][:]
+    one[one.index("all")] = "2"                                  # different params: recompute
+    start = one.index("--unlearned")
+    one[start + 1:start + 4] = [planted_run["paths"]["forgot"]]
+    assert layerwise_forgetting.main(one) == 0
+    assert len(pd.read_csv(_folder(planted_run, "forgot") / "per_question.csv")) == 2
+    assert len(pd.read_csv(_folder(planted_run, "obfuscated") / "per_question.csv")) == len(QUESTIONS)
 
 
 def test_bad_input_is_one_line_error(planted_run, tiny_tokenizer, tmp_path, capsys):
@@ -232,8 +244,8 @@ def test_bad_input_is_one_line_error(planted_run, tiny_tokenizer, tmp_path, caps
     assert err.count("error: ") == 3 and "Traceback" not in err
 
 
-def test_default_questions_are_tofu_forget10(shared_data):
-    """The default source is brittle.data.tofu; checked on the genuine offline copy."""
+def test_tofu_questions_from_a_local_copy(shared_data):
+    """--tofu-dir reads TOFU through brittle.data.tofu; checked on the genuine offline copy."""
     import argparse
 
     tofu = shared_data / "tofu"

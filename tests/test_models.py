@@ -36,7 +36,7 @@ def test_classify_every_parameter(model):
         layer, group = classify_param(name)
         assert (layer, group) == classify_param(name, pattern)          # generic == discovered pattern
         m = re.search(rf"{re.escape(path)}\.(\d+)\.", name)
-        assert layer == (int(m.group(1)) if m else -1), name
+        assert layer == (int(m.group(1)) if m else None), name
         if ".mlp." in name:
             assert group == "mlp", name
         elif re.search(r"\.(attention|self_attn|attn)\.", name):

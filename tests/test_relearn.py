@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from brittle.errors import UserError
 from tests.tiny_models import make_tiny_model, save_tiny
 
 HOSTS = ["bats", "rats", "camels", "pigs"]
@@ -89,7 +90,9 @@ def test_lora_attack_trains_only_adapters(world):
     from brittle.models import load_model, load_tokenizer
 
     tok = load_tokenizer(str(world["model"]))
-    model = relearn.attach_lora(load_model(str(world["model"])), rank=2, alpha=4.0)
+    from brittle.relearning import attach_lora
+
+    model = attach_lora(load_model(str(world["model"])), rank=2, alpha=4.0)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert lora and all("lora_" in n for n in lora)
@@ -111,7 +114,7 @@ def test_non_fp32_master_weights_are_refused(world):
     from brittle.finetuning import FinetuneConfig, finetune
 
     model = make_tiny_model("gpt_neox", vocab_size=64).to(torch.bfloat16)
-    with pytest.raises(ValueError, match="float32"):
+    with pytest.raises(UserError, match="float32"):
         finetune(model, iter([]), 1, FinetuneConfig(1e-3, 1, 8), torch.device("cpu"), progress=False)
 
 

@@ -1,4 +1,4 @@
-"""report.py, brittle.report and brittle.signatures on a small outputs/ tree built in-test.
+"""report.py, brittle.report and brittle.report_numbers on a small outputs/ tree built in-test.
 
 The CSVs carry the column names the pipeline's steps write. Planted relations between signature
 numbers and recovery speed give known verdicts; one step's output is deleted for one model and must
@@ -35,28 +35,28 @@ def _write(path, frame):
 def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None):
     comp = root / f"{BASE}__vs__{slug}"
     energies = [rel * 0.5, rel * 0.3, rel * 0.2]
-    # step 1: per_layer.csv (2 groups x 3 layers + embeddings); W norms 1 per row
+    # step 1: per_layer.csv (2 groups x 3 blocks); W norms 1 per row
     rows = []
-    for layer, e in enumerate(energies):
+    for block, e in enumerate(energies):
         dm, da = e * (1 - attn_share), e * attn_share
-        rows += [{"layer": layer, "group": "mlp", "dW_fro_layer": math.sqrt(dm), "W_fro_layer": 1.0,
+        rows += [{"block": block, "group": "mlp", "dW_fro_layer": math.sqrt(dm), "W_fro_layer": 1.0,
                   "dW_fro_layer_rel": math.sqrt(dm), "max_dW_spectral": 0.1, "max_W_spectral": 1.0,
                   "max_dW_spectral_rel": 0.1, "mean_dW_stable_rank": rank, "count_mats": 2,
                   "W_cosine_layer": 0.99, "dW_zero_frac_layer": 0.0},
-                 {"layer": layer, "group": "attn", "dW_fro_layer": math.sqrt(da), "W_fro_layer": 1.0,
+                 {"block": block, "group": "attn", "dW_fro_layer": math.sqrt(da), "W_fro_layer": 1.0,
                   "dW_fro_layer_rel": math.sqrt(da), "max_dW_spectral": 0.1, "max_W_spectral": 1.0,
                   "max_dW_spectral_rel": 0.1, "mean_dW_stable_rank": rank, "count_mats": 2,
                   "W_cosine_layer": 0.99, "dW_zero_frac_layer": 0.0}]
     _write(comp / "param_stats" / "per_layer.csv", pd.DataFrame(rows))
     _write(comp / "param_stats" / "per_matrix.csv", pd.DataFrame([
-        {"name": f"gpt_neox.layers.{i}.mlp.dense_h_to_4h.weight", "layer": i, "group": g, "shape0": 512,
+        {"name": f"gpt_neox.layers.{i}.mlp.dense_h_to_4h.weight", "block": i, "group": g, "shape0": 512,
          "shape1": 128, "dW_fro": 0.1, "W_fro": 1.0, "dW_fro_rel": 0.1, "dW_spectral": 0.05, "W_spectral": 0.5,
          "dW_spectral_rel": 0.1, "dW_stable_rank": rank + 0.1 * i, "W_stable_rank": 30.0, "W_cosine": 0.99,
          "dW_zero_frac": 0.0} for i in range(3) for g in ("mlp", "attn")]))
     _write(comp / "mlp_attn_analysis" / "mlp_attn_summary.csv", pd.DataFrame([{
-        "n_layers": 3, "attn_dW_fro_rel": 0.1, "mlp_dW_fro_rel": 0.1, "mlp_attn_ratio": 1.0,
-        "mlp_dW_energy_share": 1 - attn_share, "mlp_W_energy_share": 0.66, "n_layers_mlp_dominant": 1,
-        "top_layer_mlp": 0, "top_layer_attn": 0}]))
+        "n_blocks": 3, "attn_dW_fro_rel": 0.1, "mlp_dW_fro_rel": 0.1, "mlp_attn_ratio": 1.0,
+        "mlp_dW_energy_share": 1 - attn_share, "mlp_W_energy_share": 0.66, "n_blocks_mlp_dominant": 1,
+        "top_block_mlp": 0, "top_block_attn": 0}]))
     _write(comp / "null_space_analysis" / "null_space_summary.csv", pd.DataFrame([
         {"group": g, "n_matrices": 3, "median_dW_top10_energy": 0.5, "median_dW_top10_energy_random": 0.1}
         for g in ("attn", "mlp", "all")]))
@@ -64,9 +64,9 @@ def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None)
         {"side": side, "n_matrices": 6, "col_frac": 0.7, "null_frac": 0.3, "random_col_frac": 0.8}
         for side in ("output", "input")]))
     _write(comp / "activation_stats" / "activation_stats.csv", pd.DataFrame([
-        {"layer": layer, "split": split, "model_a_norm_L1": 10.0, "model_a_norm_L2": 2.0, "model_b_norm_L1": 10.0,
+        {"hidden_state": index, "split": split, "model_a_norm_L1": 10.0, "model_a_norm_L2": 2.0, "model_b_norm_L1": 10.0,
          "model_b_norm_L2": 2.0, "mean_dh_L1": 1.0, "mean_dh_L2": 0.2 if split == "forget" else 0.1}
-        for layer in range(4) for split in ("forget", "retain")]))
+        for index in range(4) for split in ("forget", "retain")]))
     if role == "filtered" or slug.endswith("__ga"):  # evaluate.py's files, for two models only
         _write(root / slug / "evaluation" / "accuracy.csv", pd.DataFrame([
             {"question_set": qs, "format": fmt, "n_questions": 400, "accuracy": acc, "stderr": 0.02, "chance": 0.25}
@@ -185,7 +185,7 @@ def test_spearman_exact_p_equals_enumerated_permutations(seed):
 
 
 def test_signature_readers_match_hand_computation(tree):
-    from brittle.signatures import activation_change, evaluation, mlp_attn_share, param_magnitude
+    from brittle.report_numbers import activation_change, evaluation, mlp_attn_share, param_magnitude
 
     comp = tree / "outputs" / f"{BASE}__vs__{BASE}__ga"
     mag = param_magnitude(comp / "param_stats" / "per_layer.csv", "x")

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from brittle.unlearning import METHODS, Method, Trainer, UnlearnData, get_method
+from brittle.unlearning.registry import METHODS, Method, Trainer, UnlearnData, get_method
 from brittle.unlearning.adversary import ball_attack, steering_attack
 from brittle.unlearning.data import DEFAULT_IDK, encode_texts, split_text
-from brittle.unlearning.hooks import mlp_output_linears
+from brittle.models import mlp_output_linears
 from brittle.unlearning.losses import masked_mse, mean_nll
 from brittle.unlearning.rmu import control_vector
 from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
@@ -75,7 +75,7 @@ def test_preference_loss_at_init_is_two_over_beta_ln2(tok, data, name, beta):
 
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
 def test_rmu_changes_exactly_the_three_mlp_output_projections(tok, data, arch):
-    model, _ = train(tok, data, "rmu", steps=2, arch=arch, layer=2)
+    model, _ = train(tok, data, "rmu", steps=2, arch=arch, block=2)
     base = make_tiny_model(arch, vocab_size=len(tok))
     expected = {n + ".weight" for _, n, _ in mlp_output_linears(base)}   # blocks 0, 1, 2 = ℓ-2..ℓ
     changed = {k for k, v in state(model).items() if not torch.equal(v, base.state_dict()[k])}
@@ -85,7 +85,7 @@ def test_rmu_changes_exactly_the_three_mlp_output_projections(tok, data, arch):
 
 def test_rmu_forget_term_at_step0_equals_mse_to_control_vector(tok, data):
     layer, coeff = 1, 7.0
-    _, log = train(tok, data, "rmu", steps=1, layer=layer, steering_coeff=coeff, batch_size=3)
+    _, log = train(tok, data, "rmu", steps=1, block=layer, steering_coeff=coeff, batch_size=3)
     base = make_tiny_model("gpt_neox", vocab_size=len(tok))
     f = encode_texts(tok, data.forget_texts, 16)   # all three forget texts: the order does not matter
     h = base(**f.inputs, output_hidden_states=True).hidden_states[layer + 1]   # output of block 1
@@ -98,7 +98,7 @@ def test_rmu_forget_term_at_step0_equals_mse_to_control_vector(tok, data):
 
 def test_cb_lora_update_has_rank_at_most_r_and_spares_later_blocks(tok, data):
     r = 2
-    model, log = train(tok, data, "cb", steps=3, lora_r=r, target_layers="1", lr=1e-2)
+    model, log = train(tok, data, "cb", steps=3, lora_rank=r, target_hidden_states="2", lr=1e-2)
     assert log["reroute_cos"].iloc[0] == pytest.approx(1.0, abs=1e-5) and log["retain_l2"].iloc[0] == 0.0
     base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
     trained = state(model)
@@ -110,7 +110,7 @@ def test_cb_lora_update_has_rank_at_most_r_and_spares_later_blocks(tok, data):
 
 
 def test_cb_full_finetune_option_trains_beyond_adapters(tok, data):
-    model, _ = train(tok, data, "cb", steps=2, lora_r=0, lr=1e-2)
+    model, _ = train(tok, data, "cb", steps=2, lora_rank=0, lr=1e-2)
     base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
     trained = state(model)
     # LoRA never touches the embedding; full fine-tuning does (contrast with the test above).
@@ -160,12 +160,12 @@ def _trainer(tok, data):
 def test_ball_adversary_makes_forget_text_more_likely_within_the_ball(tok, data):
     trainer = _trainer(tok, data)
     f = trainer.texts(data.forget_texts)
-    deltas, before, after = ball_attack(trainer, f, [1], epsilon=1.0, steps=8, lr=0.1)
+    deltas, before, after = ball_attack(trainer, f, [2], epsilon=1.0, steps=8, lr=0.1)
     assert after < before - 0.05, "the adversary must lower the forget NLL (raise its likelihood)"
-    norms = deltas[1].norm(dim=-1)
+    norms = deltas[2].norm(dim=-1)
     assert norms.max().item() <= 1.0 + 1e-5
     assert (norms[f.attention_mask == 0] == 0).all()
-    _, before0, after0 = ball_attack(trainer, f, [1], epsilon=1e-6, steps=8, lr=0.1)   # negative control
+    _, before0, after0 = ball_attack(trainer, f, [2], epsilon=1e-6, steps=8, lr=0.1)   # negative control
     assert abs(after0 - before0) < 1e-3
 
 
@@ -214,10 +214,10 @@ def test_create_all_script_loops_over_preset_methods_and_skips_done(tok, tmp_pat
     (d / "forget.txt").write_text("\n".join(TINY_TEXTS[:3]))
     (d / "retain.txt").write_text("\n".join(TINY_TEXTS[3:]))
     preset = tmp_path / "mini.env"
-    preset.write_text(f'PRESET=tiny\nBASE_MODEL={base}\nDATA_DIR={d}\nUNLEARN_METHODS="ga_simple"\n')
+    preset.write_text(f'PRESET=mini\nBASE_MODEL={base}\nDATA_DIR={d}\nUNLEARN_METHODS="ga_simple"\nUNLEARN_PROFILE=tiny\n')
     script = Path(__file__).resolve().parents[1] / "create_all_unlearning_models.sh"
     cmd = ["bash", str(script), "--preset", str(preset), "--", "--steps", "1", "--batch-size", "2",
-           "--max-length", "16", "--models-root", str(tmp_path / "models"), "--no-progress"]
+           "--max-length", "16", "--unlearned-dir", str(tmp_path / "models"), "--no-progress"]
     env = {**__import__("os").environ, "UNLEARN_LAUNCHER": sys.executable}
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -41,14 +41,14 @@ def test_mlp_vs_attn_pools_norms(pair, tmp_path):
                                      "--outdir", str(stats)]) == 0
     assert analyze_mlp_vs_attn.main(["--param-stats", str(stats)]) == 0
     out = tmp_path / "cmp" / "mlp_attn_analysis"
-    layers = pd.read_csv(out / "mlp_attn_by_layer.csv").set_index("layer")
+    layers = pd.read_csv(out / "mlp_attn_by_block.csv").set_index("block")
     summ = pd.read_csv(out / "mlp_attn_summary.csv").iloc[0]
     pm = pd.read_csv(stats / "per_matrix.csv").set_index("name")
-    blocks = pm[pm["layer"] >= 0]
+    blocks = pm[pm["block"].notna()]
     # oracle: pooled norms recomputed from the per-matrix rows
     for layer in (0, 1, 2):
         for group in ("attn", "mlp"):
-            g = blocks[(blocks["layer"] == layer) & (blocks["group"] == group)]
+            g = blocks[(blocks["block"] == layer) & (blocks["group"] == group)]
             rel = np.sqrt((g["dW_fro"] ** 2).sum() / (g["W_fro"] ** 2).sum())
             assert layers.loc[layer, f"{group}_dW_fro_rel"] == pytest.approx(rel)
     # planted: layer 1 changed only in the MLP, layer 2 only in attention
@@ -59,7 +59,7 @@ def test_mlp_vs_attn_pools_norms(pair, tmp_path):
     g = blocks.groupby("group")
     w2 = g["W_fro"].apply(lambda s: (s ** 2).sum())
     assert summ["mlp_W_energy_share"] == pytest.approx(w2["mlp"] / w2.sum())
-    assert summ["top_layer_mlp"] == 1 and summ["top_layer_attn"] == 2
+    assert summ["top_block_mlp"] == 1 and summ["top_block_attn"] == 2
     assert (out / "mlp_attn_ratio.png").exists() and (out / "energy_share.png").exists()
 
 

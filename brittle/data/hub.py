@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 from brittle.runtime import hf_token
 
 

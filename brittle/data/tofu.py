@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 from brittle.data.hub import load_hub_rows, read_jsonl
 
 IDK_URL = "https://raw.githubusercontent.com/locuslab/tofu/main/data/idontknow.jsonl"

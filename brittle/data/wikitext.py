@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 from brittle.data.hub import load_hub_rows
 
 _FILES = {"train": "wiki.train.raw", "validation": "wiki.valid.raw", "test": "wiki.test.raw"}

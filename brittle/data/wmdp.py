@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 from brittle.data.hub import load_hub_rows, read_jsonl, require_file
 
 N_QUESTIONS = 1273

@@ -174,6 +174,25 @@ def column_null_split(dw: torch.Tensor, sub: EnergySubspace) -> dict[str, float]
     }
 
 
+def top_right_singular_vectors(dw: torch.Tensor, k: int) -> tuple[np.ndarray, int, float]:
+    """``(V (d_in, k'), numerical rank, share of ‖ΔW‖_F² in the k' directions)`` for ΔW (d_out, d_in).
+
+    V are the top right singular vectors (the row space ΔW reads from), from the eigenvectors of
+    ΔWᵀΔW in float64. k' = min(k, numerical rank): beyond the rank, singular vectors are arbitrary.
+    The numerical rank counts eigenvalues σ² of ΔWᵀΔW above σ₁² · d_in · ε_float32. A zero ΔW gives
+    k' = 0 and a NaN share.
+    """
+    gram = dw.double().T @ dw.double()
+    eigvals, eigvecs = torch.linalg.eigh(gram)  # ascending; eigenvalues are σ², vectors are V
+    eigvals, eigvecs = eigvals.flip(0).clamp_min(0), eigvecs.flip(1)
+    total = float(eigvals.sum())
+    if total == 0.0:
+        return np.zeros((dw.shape[1], 0)), 0, float("nan")
+    rank = int((eigvals > eigvals[0] * dw.shape[1] * torch.finfo(torch.float32).eps).sum())
+    kk = min(k, rank)
+    return eigvecs[:, :kk].numpy(), rank, float(eigvals[:kk].sum()) / total
+
+
 def expected_gaussian_top_k(m: int, n: int, k: int) -> float:
     """Share of ‖G‖_F² in the top-k singular directions of one seeded Gaussian m×n matrix."""
     ev = gaussian_spectrum(m, n)
@@ -188,5 +207,5 @@ def expected_gaussian_energy_rank(m: int, n: int, energy: float = 0.99) -> int:
 __all__ = [
     "top_singular_subspaces", "principal_angles", "geodesic_distance", "chordal_distance", "mean_cos2",
     "RandomSubspaceBaseline", "random_subspace_baseline", "gaussian_spectrum", "EnergySubspace",
-    "energy_subspace", "column_null_split", "expected_gaussian_top_k", "expected_gaussian_energy_rank",
+    "energy_subspace", "column_null_split", "top_right_singular_vectors", "expected_gaussian_top_k", "expected_gaussian_energy_rank",
 ]

@@ -11,11 +11,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 SPLIT_STYLE = {"forget": "-", "retain": "--"}
 MODEL_COLOR = {"a": "tab:blue", "b": "tab:orange"}
+HIDDEN_STATE_AXIS = "hidden state (0 = embeddings, i = output of block i-1)"
 
 
 def _band(ax, x, frame: pd.DataFrame, col: str, **kw):
     """Line of ``col`` with its ``col_ci_low``/``col_ci_high`` band when the CSV has them."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are integers
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # indices are integers
     line, = ax.plot(x, frame[col], **kw)
     if f"{col}_ci_low" in frame:
         ax.fill_between(x, frame[f"{col}_ci_low"], frame[f"{col}_ci_high"], color=line.get_color(), alpha=0.15)
@@ -23,84 +24,84 @@ def _band(ax, x, frame: pd.DataFrame, col: str, **kw):
 
 
 def activation_norms(stats: pd.DataFrame, label_a: str, label_b: str):
-    """Mean per-token L1 and L2 norms per layer, A vs B, forget vs retain (``activation_stats.csv``)."""
+    """Mean per-token L1 and L2 norms per hidden state, A vs B, forget vs retain (``activation_stats.csv``)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, norm in zip(axes, ("L1", "L2")):
         for split, frame in stats.groupby("split"):
-            frame = frame.sort_values("layer")
+            frame = frame.sort_values("hidden_state")
             for model, label in (("a", label_a), ("b", label_b)):
-                _band(ax, frame["layer"], frame, f"model_{model}_norm_{norm}", color=MODEL_COLOR[model],
+                _band(ax, frame["hidden_state"], frame, f"model_{model}_norm_{norm}", color=MODEL_COLOR[model],
                       linestyle=SPLIT_STYLE.get(split, ":"), marker="o", ms=3, label=f"{label} / {split}")
-        ax.set(xlabel="hidden-state layer (0 = embeddings)", ylabel=f"mean per-token {norm} norm",
+        ax.set(xlabel=HIDDEN_STATE_AXIS, ylabel=f"mean per-token {norm} norm",
                title=f"{norm} norm of hidden states")
         ax.legend(fontsize=7)
     return fig
 
 
 def activation_diffs(stats: pd.DataFrame, label_a: str, label_b: str):
-    """Mean per-token ‖h_b − h_a‖ per layer, forget vs retain."""
+    """Mean per-token ‖h_b − h_a‖ per hidden state, forget vs retain."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, norm in zip(axes, ("L1", "L2")):
         for split, frame in stats.groupby("split"):
-            frame = frame.sort_values("layer")
-            _band(ax, frame["layer"], frame, f"mean_dh_{norm}", linestyle=SPLIT_STYLE.get(split, ":"),
+            frame = frame.sort_values("hidden_state")
+            _band(ax, frame["hidden_state"], frame, f"mean_dh_{norm}", linestyle=SPLIT_STYLE.get(split, ":"),
                   marker="o", ms=3, label=split)
-        ax.set(xlabel="hidden-state layer (0 = embeddings)", ylabel=f"mean per-token ‖Δh‖ ({norm})",
+        ax.set(xlabel=HIDDEN_STATE_AXIS, ylabel=f"mean per-token ‖Δh‖ ({norm})",
                title=f"{label_b} − {label_a}")
         ax.legend(fontsize=7)
     return fig
 
 
 def probe_results(results: pd.DataFrame, label: str):
-    """Held-out probe AUC and selectivity per layer (``probe_results.csv``), with the shuffled-label control."""
+    """Held-out probe AUC and selectivity per hidden state (``probe_results.csv``), with the shuffled-label control."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    x = results["layer"]
+    x = results["hidden_state"]
     _band(axes[0], x, results, "auc", marker="o", ms=3, label="probe")
     axes[0].plot(x, results["auc_shuffled_labels"], color="grey", linestyle=":", label="shuffled labels")
     axes[0].axhline(0.5, color="black", lw=0.5)
-    axes[0].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="held-out AUC", ylim=(0.0, 1.05),
+    axes[0].set(xlabel=HIDDEN_STATE_AXIS, ylabel="held-out AUC", ylim=(0.0, 1.05),
                 title=f"{label}: forget vs retain probe")
     axes[0].legend(fontsize=7)
     _band(axes[1], x, results, "selectivity", marker="o", ms=3)
     axes[1].axhline(0.0, color="black", lw=0.5)
-    axes[1].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="accuracy − majority baseline",
+    axes[1].set(xlabel=HIDDEN_STATE_AXIS, ylabel="accuracy − majority baseline",
                 title="selectivity")
     return fig
 
 
 def separation(metrics: pd.DataFrame, label_a: str, label_b: str):
-    """Centroid cosine distance, probe AUC and variance ratio per layer for A and B (``separation_metrics.csv``)."""
+    """Centroid cosine distance, probe AUC and variance ratio per hidden state for A and B (``separation_metrics.csv``)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, col in zip(axes, ("cosine_distance", "auc", "variance_ratio")):
         for model, label in (("a", label_a), ("b", label_b)):
-            frame = metrics[metrics["model"] == model].sort_values("layer")
-            _band(ax, frame["layer"], frame, col, color=MODEL_COLOR[model], marker="o", ms=3, label=label)
-        ax.set(xlabel="hidden-state layer (0 = embeddings)", ylabel=col.replace("_", " "),
+            frame = metrics[metrics["model"] == model].sort_values("hidden_state")
+            _band(ax, frame["hidden_state"], frame, col, color=MODEL_COLOR[model], marker="o", ms=3, label=label)
+        ax.set(xlabel=HIDDEN_STATE_AXIS, ylabel=col.replace("_", " "),
                title=f"forget vs retain: {col.replace('_', ' ')}")
         ax.legend(fontsize=7)
     return fig
 
 
 def covariance(metrics: pd.DataFrame, comparison: pd.DataFrame, label_a: str, label_b: str):
-    """Effective rank per layer (A/B × forget/retain) and the spectral Wasserstein distances."""
+    """Effective rank per hidden state (A/B × forget/retain) and the spectral Wasserstein distances."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for (model, split), frame in metrics.groupby(["model", "split"]):
-        frame = frame.sort_values("layer")
-        _band(axes[0], frame["layer"], frame, "effective_rank", color=MODEL_COLOR[model],
+        frame = frame.sort_values("hidden_state")
+        _band(axes[0], frame["hidden_state"], frame, "effective_rank", color=MODEL_COLOR[model],
               linestyle=SPLIT_STYLE.get(split, ":"), marker="o", ms=3,
               label=f"{label_a if model == 'a' else label_b} / {split}")
-    axes[0].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="effective rank", title="covariance effective rank")
+    axes[0].set(xlabel=HIDDEN_STATE_AXIS, ylabel="effective rank", title="covariance effective rank")
     axes[0].legend(fontsize=7)
-    comparison = comparison.sort_values("layer")
+    comparison = comparison.sort_values("hidden_state")
     for split in ("forget", "retain"):
-        _band(axes[1], comparison["layer"], comparison, f"wasserstein_{split}", linestyle=SPLIT_STYLE[split],
+        _band(axes[1], comparison["hidden_state"], comparison, f"wasserstein_{split}", linestyle=SPLIT_STYLE[split],
               marker="o", ms=3, label=split)
-    axes[1].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="W₁ between eigenvalue spectra",
+    axes[1].set(xlabel=HIDDEN_STATE_AXIS, ylabel="W₁ between eigenvalue spectra",
                 title=f"spectrum change {label_a} → {label_b}")
     axes[1].legend(fontsize=7)
-    _band(axes[2], comparison["layer"], comparison, "selectivity_ratio", marker="o", ms=3)
+    _band(axes[2], comparison["hidden_state"], comparison, "selectivity_ratio", marker="o", ms=3)
     axes[2].axhline(1.0, color="black", lw=0.5)
-    axes[2].set(xlabel="hidden-state layer (0 = embeddings)", ylabel="W₁(forget) / W₁(retain)", title="selectivity")
+    axes[2].set(xlabel=HIDDEN_STATE_AXIS, ylabel="W₁(forget) / W₁(retain)", title="selectivity")
     return fig
 
 
@@ -109,18 +110,18 @@ def row_space(results: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     frame = results[results["activations_of"] == "a"]
     for module, part in frame.groupby("module_kind"):
-        part = part.sort_values("layer")
+        part = part.sort_values("block")
         for split in ("forget", "retain"):
-            _band(axes[0], part["layer"], part, f"fraction_{split}", linestyle=SPLIT_STYLE[split], marker="o",
+            _band(axes[0], part["block"], part, f"fraction_{split}", linestyle=SPLIT_STYLE[split], marker="o",
                   ms=3, label=f"{module} / {split}")
-        _band(axes[1], part["layer"], part, "selectivity_ratio", marker="o", ms=3, label=module)
-    for layer_baseline in frame["random_baseline"].unique()[:1]:
-        axes[0].axhline(layer_baseline, color="grey", linestyle=":", label="random k/d")
-    axes[0].set(xlabel="layer", ylabel="fraction of input energy on top-k row space of ΔW",
+        _band(axes[1], part["block"], part, "selectivity_ratio", marker="o", ms=3, label=module)
+    for baseline in frame["random_baseline"].unique()[:1]:
+        axes[0].axhline(baseline, color="grey", linestyle=":", label="random k/d")
+    axes[0].set(xlabel="block (its MLP input matrices)", ylabel="fraction of input energy on top-k row space of ΔW",
                 title="row-space projection (model A activations)")
     axes[0].legend(fontsize=7)
     axes[1].axhline(1.0, color="black", lw=0.5)
-    axes[1].set(xlabel="layer", ylabel="fraction(forget) / fraction(retain)", title="selectivity")
+    axes[1].set(xlabel="block (its MLP input matrices)", ylabel="fraction(forget) / fraction(retain)", title="selectivity")
     axes[1].legend(fontsize=7)
     return fig
 

@@ -1,8 +1,8 @@
 """Figures of the weight-space steps (1–2, 6, 7, 10), drawn from their CSVs only.
 
 Each function takes DataFrames as written by the step and returns a matplotlib Figure; the
-caller saves it with :func:`brittle.io.save_figure`. Only transformer-block rows (layer >= 0,
-group attn/mlp) are drawn per layer; embeddings and the head sit in the CSVs.
+caller saves it with :func:`brittle.io.save_figure`. Only transformer-block rows (a block index,
+group attn/mlp) are drawn per block; embeddings and the head sit in the CSVs.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ GROUP_STYLE = {"attn": {"color": "tab:blue", "marker": "o"}, "mlp": {"color": "t
 
 
 def _blocks(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(df["layer"] >= 0) & df["group"].isin(GROUP_STYLE)]
+    return df[df["block"].notna() & df["group"].isin(GROUP_STYLE)]
 
 
 def _per_group_lines(ax, df: pd.DataFrame, column: str, label_suffix: str = "", **kw) -> None:
     for group, g in _blocks(df).groupby("group"):
-        g = g.sort_values("layer")
-        ax.plot(g["layer"], g[column], label=f"{group}{label_suffix}", **GROUP_STYLE[group], **kw)
+        g = g.sort_values("block")
+        ax.plot(g["block"], g[column], label=f"{group}{label_suffix}", **GROUP_STYLE[group], **kw)
 
 
 def _finish(ax, title: str, ylabel: str, log: bool = False) -> None:
     ax.set_title(title)
-    ax.set_xlabel("layer")
+    ax.set_xlabel("block")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(ylabel)
     if log:
@@ -40,13 +40,13 @@ def _finish(ax, title: str, ylabel: str, log: bool = False) -> None:
 
 def _wants_log(values: pd.Series) -> bool:
     """Log scale only when every value is positive and they span more than 1.5 decades (a zero,
-    e.g. an untouched layer, must stay visible)."""
+    e.g. an untouched block, must stay visible)."""
     v = values.dropna()
     return bool(len(v) and (v > 0).all() and v.max() / v.min() > 30)
 
 
 def layer_locality(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Relative Frobenius norm of ΔW per layer, MLP vs attention (where is the change?)."""
+    """Relative Frobenius norm of ΔW per block, MLP vs attention (where is the change?)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     _per_group_lines(ax, per_layer, "dW_fro_layer_rel")
     _finish(ax, f"Layer locality {title}".strip(), "||dW||_F / ||W||_F",
@@ -55,7 +55,7 @@ def layer_locality(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 def spectral_norm(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Largest σ₁(ΔW)/σ₁(W) per layer and group (worst-case amplification)."""
+    """Largest σ₁(ΔW)/σ₁(W) per block and group (worst-case amplification)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     _per_group_lines(ax, per_layer, "max_dW_spectral_rel")
     _finish(ax, f"Spectral norm {title}".strip(), "max sigma_1(dW) / max sigma_1(W)",
@@ -64,8 +64,8 @@ def spectral_norm(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 def stable_rank(per_matrix: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Mean stable rank of ΔW (solid) and of W (dashed) per layer and group."""
-    means = (_blocks(per_matrix).groupby(["layer", "group"])[["dW_stable_rank", "W_stable_rank"]]
+    """Mean stable rank of ΔW (solid) and of W (dashed) per block and group."""
+    means = (_blocks(per_matrix).groupby(["block", "group"])[["dW_stable_rank", "W_stable_rank"]]
              .mean().reset_index())
     fig, ax = plt.subplots(figsize=(7, 4))
     _per_group_lines(ax, means, "dW_stable_rank", " dW")
@@ -96,7 +96,7 @@ def rank_comparison(per_matrix: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 def relatedness(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
-    """cos(W_a, W_b) per layer and group: ≈1 for an edit of A, ≈0 for separately trained weights."""
+    """cos(W_a, W_b) per block and group: ≈1 for an edit of A, ≈0 for separately trained weights."""
     fig, ax = plt.subplots(figsize=(7, 4))
     _per_group_lines(ax, per_layer, "W_cosine_layer")
     ax.axhline(0.0, color="grey", linewidth=0.8)
@@ -105,16 +105,16 @@ def relatedness(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def mlp_attn_ratio(by_layer: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Per layer: MLP/attention ratio of the relative Frobenius change (log scale, 1 = equal)."""
+def mlp_attn_ratio(by_block: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Per block: MLP/attention ratio of the relative Frobenius change (log scale, 1 = equal)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ok = by_layer[np.isfinite(by_layer["mlp_attn_ratio"]) & (by_layer["mlp_attn_ratio"] > 0)]
-    ax.bar(ok["layer"], ok["mlp_attn_ratio"], color="tab:purple")
+    ok = by_block[np.isfinite(by_block["mlp_attn_ratio"]) & (by_block["mlp_attn_ratio"] > 0)]
+    ax.bar(ok["block"], ok["mlp_attn_ratio"], color="tab:purple")
     ax.axhline(1.0, color="grey", linewidth=0.8)
     if len(ok):
         ax.set_yscale("log")
-    ax.set_title(f"MLP / attention change per layer {title}".strip())
-    ax.set_xlabel("layer")
+    ax.set_title(f"MLP / attention change per block {title}".strip())
+    ax.set_xlabel("block")
     ax.set_ylabel("rel. ||dW||_F (mlp) / rel. ||dW||_F (attn)")
     ax.grid(alpha=0.3)
     return fig
@@ -144,13 +144,13 @@ def mlp_nullspace(results: pd.DataFrame, title: str = "") -> plt.Figure:
     """Step 10: share of ΔW's energy in W's column space per MLP matrix, output and input side,
     with the random baseline r/m or r/n."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    res = results.sort_values(["layer", "name"]).reset_index(drop=True)
+    res = results.sort_values(["block", "name"]).reset_index(drop=True)
     x = np.arange(len(res))
     for ax, side, label in [(axes[0], "out", "output side (column space of W)"),
                             (axes[1], "in", "input side (row space of W)")]:
         ax.bar(x, res[f"{side}_col_frac"], color="tab:orange", label="dW energy in W's subspace")
         ax.scatter(x, res[f"{side}_random_col_frac"], marker="_", s=200, color="black", label="random baseline r/d")
-        ax.set_xticks(x, [f"{layer}:{n.split('.')[-2]}" for layer, n in zip(res["layer"], res["name"])],
+        ax.set_xticks(x, [f"{block}:{n.split('.')[-2]}" for block, n in zip(res["block"], res["name"])],
                       rotation=90, fontsize=7)
         ax.set_ylim(0, 1.05)
         ax.set_title(label)
@@ -161,12 +161,12 @@ def mlp_nullspace(results: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def energy_share(by_layer: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Per layer: MLP share of ‖ΔW‖² (bars) against the MLP share of ‖W‖² (the baseline of a
+def energy_share(by_block: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Per block: MLP share of ‖ΔW‖² (bars) against the MLP share of ‖W‖² (the baseline of a
     change proportional to W)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.bar(by_layer["layer"], by_layer["mlp_dW_energy_share"], color="tab:orange", label="MLP share of ||dW||^2")
-    ax.plot(by_layer["layer"], by_layer["mlp_W_energy_share"], color="black", marker="_", markersize=14,
+    ax.bar(by_block["block"], by_block["mlp_dW_energy_share"], color="tab:orange", label="MLP share of ||dW||^2")
+    ax.plot(by_block["block"], by_block["mlp_W_energy_share"], color="black", marker="_", markersize=14,
             linestyle="none", label="MLP share of ||W||^2 (baseline)")
     ax.set_ylim(0, 1.05)
     _finish(ax, f"MLP share of the change {title}".strip(), "share")

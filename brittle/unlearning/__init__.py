@@ -1,37 +1,10 @@
-"""Unlearning methods behind one name registry, and the shared trainer.
+"""Unlearning methods and the training loop they share.
 
-``METHODS[name]`` is the method class; each lives in its own module with its paper in the
-docstring. :func:`get_method` builds one with resolved hyperparameters.
+- :mod:`brittle.unlearning.registry`: ``METHODS`` and :func:`~brittle.unlearning.registry.get_method`;
+- :mod:`brittle.unlearning.profiles`: every method's hyperparameter defaults (no torch import, so
+  command-line help can show them);
+- :mod:`brittle.unlearning.trainer`: the loop; one module per method (its paper in its docstring);
+  :mod:`brittle.unlearning.losses`, :mod:`brittle.unlearning.adversary`, :mod:`brittle.unlearning.lora`.
+
+This package's ``__init__`` imports nothing, so importing the light modules stays light.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from brittle.cli import UserError
-from brittle.unlearning.cb import CircuitBreakers
-from brittle.unlearning.cb_lat import CircuitBreakersLAT
-from brittle.unlearning.dpo import IdkDPO
-from brittle.unlearning.ga import GA
-from brittle.unlearning.ga_simple import GASimple
-from brittle.unlearning.grad_diff import GradDiff
-from brittle.unlearning.hparams import resolve
-from brittle.unlearning.lat import LAT
-from brittle.unlearning.npo import NPO
-from brittle.unlearning.rmu import RMU
-from brittle.unlearning.simnpo import SimNPO
-from brittle.unlearning.trainer import Method, StepData, Trainer, UnlearnData
-
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    GASimple, GA, GradDiff, IdkDPO, NPO, SimNPO, RMU, CircuitBreakers, LAT, CircuitBreakersLAT)}
-
-
-def get_method(name: str, profile: str = "tiny", overrides: dict[str, Any] | None = None) -> Method:
-    """An instance of method ``name`` with the ``profile`` defaults updated by ``overrides``."""
-    if name not in METHODS:
-        raise UserError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    cls = METHODS[name]
-    return cls(resolve(name, cls.defaults, profile, overrides or {}))
-
-
-__all__ = ["METHODS", "Method", "StepData", "Trainer", "UnlearnData", "get_method"]

@@ -3,8 +3,8 @@
 Two threat models, one per paper:
 
 * :func:`ball_attack` (targeted LAT, Sheshadri et al. 2024, arXiv:2407.15549; reference
-  ``GDAdversary``): a free perturbation δ (B, T, D) added to the residual stream after chosen
-  blocks, each token's δ projected onto the L2 ball of radius ε after every Adam step.
+  ``GDAdversary``): a free perturbation δ (B, T, D) added to the residual stream at chosen hidden
+  states, each token's δ projected onto the L2 ball of radius ε after every Adam step.
 * :class:`SteeringPrefixAdversary` (the CB-LAT of deep ignorance, O'Brien et al. 2025,
   arXiv:2508.06601; reference ``CombinedAdversary`` in EleutherAI/unlearn): at the embedding and
   at the MLP outputs of chosen blocks, a steering vector added at every position plus a "soft
@@ -23,19 +23,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from brittle.capture.hooks import add_to_residual, perturb_output
+from brittle.models import mlp_module
 from brittle.unlearning.data import Batch
-from brittle.unlearning.hooks import blocks_of, embedding_module, mlp_module, perturb_output
 from brittle.unlearning.losses import mean_nll
-
-
-@contextmanager
-def residual_perturbation(model: nn.Module, deltas: dict[int, torch.Tensor]) -> Iterator[None]:
-    """Add ``deltas[layer]`` (B, T, D) to the residual stream after each listed block."""
-    _, blocks = blocks_of(model)
-    with ExitStack() as stack:
-        for layer, delta in deltas.items():
-            stack.enter_context(perturb_output(blocks[layer], lambda h, d=delta: h + d.to(h.dtype)))
-        yield
 
 
 def project_ball(delta: torch.Tensor, epsilon: float, mask: torch.Tensor) -> None:
@@ -46,19 +37,19 @@ def project_ball(delta: torch.Tensor, epsilon: float, mask: torch.Tensor) -> Non
         delta.mul_(mask.unsqueeze(-1).to(delta.dtype))
 
 
-def ball_attack(trainer, batch: Batch, layers: Sequence[int], epsilon: float, steps: int,
+def ball_attack(trainer, batch: Batch, states: Sequence[int], epsilon: float, steps: int,
                 lr: float) -> tuple[dict[int, torch.Tensor], float, float]:
-    """Optimise per-token perturbations (‖δ_t‖₂ ≤ ε) at ``layers`` to minimise the forget NLL.
+    """Optimise per-token perturbations (‖δ_t‖₂ ≤ ε) at hidden ``states`` to minimise the forget NLL.
 
     Returns ``(deltas, nll_before, nll_after)``: detached (B, T, D) float32 perturbations, and the
     forget NLL without and with them (nll_after < nll_before when the attack works)."""
     hidden = trainer.core.config.hidden_size
     shape = (*batch.input_ids.shape, hidden)
-    deltas = {l: torch.zeros(shape, device=trainer.device, requires_grad=True) for l in layers}
+    deltas = {i: torch.zeros(shape, device=trainer.device, requires_grad=True) for i in states}
     optim = torch.optim.Adam(list(deltas.values()), lr=lr)
     nll_before = None
     for _ in range(steps):
-        with residual_perturbation(trainer.core, deltas):
+        with add_to_residual(trainer.core, deltas):
             nll = mean_nll(trainer.inner_forward(batch).logits, batch.labels)
         nll_before = nll.item() if nll_before is None else nll_before
         grads = torch.autograd.grad(nll, list(deltas.values()))
@@ -68,8 +59,8 @@ def ball_attack(trainer, batch: Batch, layers: Sequence[int], epsilon: float, st
         optim.step()
         for d in deltas.values():
             project_ball(d, epsilon, batch.attention_mask)
-    final = {l: d.detach() for l, d in deltas.items()}
-    with torch.no_grad(), residual_perturbation(trainer.core, final):
+    final = {i: d.detach() for i, d in deltas.items()}
+    with torch.no_grad(), add_to_residual(trainer.core, final):
         nll_after = mean_nll(trainer.inner_forward(batch).logits, batch.labels).item()
     if nll_before is None:
         nll_before = nll_after
@@ -91,9 +82,10 @@ class SteeringPrefixAdversary(nn.Module):
         return h + (self.steer + per_position).to(h.dtype)
 
 
-def steering_sites(model: nn.Module, layers: Sequence[int]) -> list[nn.Module]:
-    """The modules whose outputs the deep-ignorance adversary perturbs: embedding + MLPs."""
-    return [embedding_module(model)] + [mlp_module(model, l) for l in layers]
+def steering_sites(model: nn.Module, blocks: Sequence[int]) -> list[nn.Module]:
+    """The modules whose outputs the deep-ignorance adversary perturbs: the input embedding and
+    the MLPs of ``blocks``."""
+    return [model.get_input_embeddings()] + [mlp_module(model, b) for b in blocks]
 
 
 @contextmanager
@@ -104,12 +96,12 @@ def applied(sites: Sequence[nn.Module], adversaries: Sequence[nn.Module]) -> Ite
         yield
 
 
-def steering_attack(trainer, batch: Batch, layers: Sequence[int], steps: int, lr: float,
+def steering_attack(trainer, batch: Batch, blocks: Sequence[int], steps: int, lr: float,
                     weight_decay: float = 0.01) -> tuple[list[nn.Module], list[nn.Module], float, float]:
     """Train fresh :class:`SteeringPrefixAdversary` s (zero init, AdamW as in the reference) at the
-    embedding and the MLP outputs of ``layers``. Returns ``(sites, adversaries, nll_before,
+    embedding and the MLP outputs of ``blocks``. Returns ``(sites, adversaries, nll_before,
     nll_after)``; apply them with :func:`applied`."""
-    sites = steering_sites(trainer.core, layers)
+    sites = steering_sites(trainer.core, blocks)
     hidden = trainer.core.config.hidden_size
     advs = [SteeringPrefixAdversary(hidden, device=trainer.device) for _ in sites]
     params = [p for a in advs for p in a.parameters()]

@@ -9,45 +9,44 @@ frozen model's; on retain text all hidden states are kept where they were:
 
 (Zou et al. 2024, "Improving Alignment and Robustness with Circuit Breakers", arXiv:2406.04313,
 Alg. 1; reference GraySwanAI/circuit-breakers ``lorra_circuit_breaker.py``, whose progress
-``step/300`` over 150 steps is this t/(2T)). LoRA on every linear projection of blocks
-0..max(target) by default (merged at save); ``--lora-r 0`` fine-tunes every parameter instead.
-The retain term reads ``output_hidden_states`` (embeddings + every block, as the reference).
+``step/300`` over 150 steps is this t/(2T)). The target hidden states (``--target-hidden-states``,
+the reference's indices) are read as raw block outputs. LoRA on every linear projection of the
+blocks up to the last target by default (merged at save); ``--lora-rank 0`` fine-tunes every
+parameter instead. The retain term reads ``output_hidden_states`` (embeddings + every block, as
+the reference).
 """
 
 from __future__ import annotations
 
 import torch
 
-from brittle.unlearning.hooks import capture_block_outputs
+from brittle.errors import UserError
+from brittle.capture.hooks import check_indices, record_residual
 from brittle.unlearning.hparams import int_list
 from brittle.unlearning.lora import add_lora, merge_lora
 from brittle.unlearning.losses import reroute_loss, retain_l2
 from brittle.unlearning.trainer import Method
 
-# Reference (Llama-3-8B / Mistral-7B): hidden_states 10 and 20 (= outputs of blocks 9 and 19),
-# LoRA r 16, α_LoRA 16, dropout 0.05, lr 1e-4, batch 16, 150 steps, lorra_alpha 10.
-REFERENCE = dict(steps=150, lr=1e-4, batch_size=16, max_length=512, max_grad_norm=1.0, weight_decay=0.0,
-                 alpha=10.0, target_layers="9,19", lora_r=16, lora_alpha=16.0, lora_dropout=0.05)
-TINY = dict(steps=100, lr=1e-2, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            alpha=10.0, target_layers="1", lora_r=8, lora_alpha=16.0, lora_dropout=0.0)
-
 
 def prepare_adapters(method: Method, trainer) -> list[torch.nn.Parameter]:
-    """LoRA on blocks 0..max(target) (or all parameters with ``lora_r == 0``)."""
-    method.targets = int_list(method.hp["target_layers"])
-    if method.hp["lora_r"] <= 0:
+    """LoRA on the blocks that produce the target hidden states, 0..max(target) − 1 (or all
+    parameters with ``lora_rank == 0``)."""
+    method.targets = int_list(method.hp["target_hidden_states"])
+    check_indices(trainer.core, method.targets, f"{method.name}: --target-hidden-states")
+    if 0 in method.targets:
+        raise UserError(f"{method.name}: hidden state 0 is the embedding; target block outputs (1 or more)")
+    if method.hp["lora_rank"] <= 0:
         return list(trainer.model.parameters())
-    return add_lora(trainer, range(max(method.targets) + 1), method.hp["lora_r"],
+    return add_lora(trainer, range(max(method.targets)), method.hp["lora_rank"],
                     method.hp["lora_alpha"], method.hp["lora_dropout"])
 
 
-def stacked(acts: dict[int, torch.Tensor], layers) -> torch.Tensor:
-    return torch.stack([acts[l] for l in layers])
+def stacked(acts: dict[int, torch.Tensor], indices) -> torch.Tensor:
+    return torch.stack([acts[i] for i in indices])
 
 
 class CircuitBreakers(Method):
     name = "cb"
-    defaults = {"reference": REFERENCE, "tiny": TINY}
     forget_form = "texts"
 
     def prepare(self, trainer):
@@ -61,7 +60,7 @@ class CircuitBreakers(Method):
         c_s, c_r = self.coefficients(step)
         f = trainer.texts(step.forget)
         r = trainer.texts(step.retain)
-        with capture_block_outputs(trainer.core, self.targets) as acts:
+        with record_residual(trainer.core, self.targets, final_norm=False) as acts:
             trainer.frozen_forward(f)
             h_ref = stacked(acts, self.targets)
             trainer.forward(f)

@@ -12,14 +12,15 @@ IdkDPO's preferred answers come from ``idk.txt`` ("I don't know"-style refusals)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
 
-from brittle.cli import UserError
+from brittle.errors import UserError
+from brittle.io import read_jsonl
+from brittle.padding import pad_id, right_pad
 from brittle.unlearning.losses import IGNORE
 
 # Used only when a data folder has no idk.txt; the TOFU file holds 100 answers of this kind.
@@ -32,27 +33,13 @@ DEFAULT_IDK = [
 ]
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """Non-empty, stripped lines of a UTF-8 text file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    lines = [ln for ln in lines if ln]
-    if not lines:
-        raise UserError(f"{path} has no text")
-    return lines
-
-
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """``(prompt, answer)`` pairs from a JSONL file with ``prompt`` and ``answer`` fields."""
     pairs = []
-    for n, line in enumerate(read_lines(path), 1):
-        try:
-            row = json.loads(line)
-            pairs.append((str(row["prompt"]), str(row["answer"])))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"{path}:{n}: expected a JSON object with 'prompt' and 'answer'") from None
+    for n, row in enumerate(read_jsonl(path, what="forget prompt/answer pairs"), 1):
+        if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
+            raise UserError(f"{path}:{n}: expected a JSON object with 'prompt' and 'answer'")
+        pairs.append((str(row["prompt"]), str(row["answer"])))
     return pairs
 
 
@@ -83,8 +70,7 @@ class Batch:
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> Batch:
     """Right-padded batch of whole texts; every real token is a target."""
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
+    ids, mask = right_pad(tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"], pad_id(tokenizer))
     return Batch(ids, mask, ids.masked_fill(mask == 0, IGNORE))
 
 
@@ -94,7 +80,6 @@ def encode_pairs(tokenizer, prompts: Sequence[str], answers: Sequence[str], max_
     The prompt is tokenised with the tokenizer's special tokens (e.g. BOS), the answer without,
     after a separating space. The answer is truncated to fit ``max_length``; a prompt that alone
     fills it keeps its last ``max_length - 1`` tokens so at least one answer token remains."""
-    pad = tokenizer.pad_token_id
     rows = []
     for prompt, answer in zip(prompts, answers):
         p = tokenizer(prompt)["input_ids"] if prompt else []
@@ -104,15 +89,8 @@ def encode_pairs(tokenizer, prompts: Sequence[str], answers: Sequence[str], max_
         p = p[-(max_length - 1):] if len(p) >= max_length else p
         a = a[: max_length - len(p)]
         rows.append((p, a))
-    width = max(len(p) + len(a) for p, a in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    for i, (p, a) in enumerate(rows):
-        n = len(p) + len(a)
-        ids[i, :n] = torch.tensor(p + a, dtype=torch.long)
-        mask[i, :n] = 1
-        labels[i, len(p):n] = torch.tensor(a, dtype=torch.long)
+    ids, mask = right_pad([p + a for p, a in rows], pad_id(tokenizer))
+    labels, _ = right_pad([[IGNORE] * len(p) + a for p, a in rows], IGNORE)
     return Batch(ids, mask, labels)
 
 

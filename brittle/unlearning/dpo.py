@@ -18,16 +18,9 @@ from __future__ import annotations
 from brittle.unlearning.losses import dpo_loss, mean_nll, sequence_logprob
 from brittle.unlearning.trainer import Method
 
-# TOFU / open-unlearning IdkDPO: lr 1e-5, β 0.1, α 1, batch 32, 10 epochs of forget10 (≈125 steps).
-REFERENCE = dict(steps=125, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
-                 beta=0.1, alpha=1.0)
-TINY = dict(steps=100, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            beta=0.1, alpha=1.0)
-
 
 class IdkDPO(Method):
     name = "dpo"
-    defaults = {"reference": REFERENCE, "tiny": TINY}
     forget_form = "pairs"
 
     def loss(self, trainer, step):

@@ -11,14 +11,9 @@ from __future__ import annotations
 from brittle.unlearning.losses import mean_nll, retain_kl
 from brittle.unlearning.trainer import Method
 
-REFERENCE = dict(steps=60, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
-                 alpha=1.0)
-TINY = dict(steps=150, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0, alpha=10.0)
-
 
 class GA(Method):
     name = "ga"
-    defaults = {"reference": REFERENCE, "tiny": TINY}
     forget_form = "texts"
 
     def loss(self, trainer, step):

@@ -11,14 +11,9 @@ from __future__ import annotations
 from brittle.unlearning.losses import mean_nll
 from brittle.unlearning.trainer import Method
 
-# TOFU: AdamW lr 1e-5, effective batch 32, 5 epochs of forget10 (400 QA) ≈ 60 steps, weight decay 0.01.
-REFERENCE = dict(steps=60, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01)
-TINY = dict(steps=30, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0)
-
 
 class GASimple(Method):
     name = "ga_simple"
-    defaults = {"reference": REFERENCE, "tiny": TINY}
     forget_form = "texts"
 
     def loss(self, trainer, step):

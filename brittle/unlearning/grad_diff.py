@@ -10,15 +10,9 @@ from __future__ import annotations
 from brittle.unlearning.losses import mean_nll
 from brittle.unlearning.trainer import Method
 
-REFERENCE = dict(steps=60, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
-                 gamma=1.0, alpha=1.0)
-TINY = dict(steps=100, lr=3e-4, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            gamma=1.0, alpha=2.0)
-
 
 class GradDiff(Method):
     name = "grad_diff"
-    defaults = {"reference": REFERENCE, "tiny": TINY}
     forget_form = "texts"
 
     def loss(self, trainer, step):

@@ -1,9 +1,8 @@
 """Hyperparameters of the unlearning methods: one flat namespace shared by all methods.
 
-Each method declares which of these it uses and their defaults in two profiles: ``reference``
-(the paper / reference-code values, for the 7B-scale presets) and ``tiny`` (chosen on the tiny
-world's validation questions). ``unlearn.py`` exposes every name as a ``--flag``; a flag the
-chosen method does not use is an error, so nobody believes a setting took effect when it did not.
+Each method's defaults, in two profiles, live in :mod:`brittle.unlearning.profiles`; the names a
+method uses are the keys of its profile. ``unlearn.py`` exposes every name as a ``--flag``; a flag
+the chosen method does not use is an error, so nobody believes a setting took effect when it did not.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -31,14 +30,15 @@ SPECS: dict[str, Spec] = {
     "gamma": Spec(float, "weight of the forget term (grad_diff)"),
     "beta": Spec(float, "inverse temperature β of dpo / npo / simnpo"),
     "margin": Spec(float, "SimNPO reward margin γ"),
-    "layer": Spec(int, "RMU: block whose output is steered; MLP output projections of layer-2..layer train"),
+    "block": Spec(int, "rmu: block whose output is steered; the MLP output projections of blocks block-2..block train"),
     "steering_coeff": Spec(float, "RMU: norm c of the control vector c·u"),
-    "target_layers": Spec(str, "cb / cb_lat: comma-separated blocks whose outputs are rerouted"),
+    "target_hidden_states": Spec(str, "cb / cb_lat: comma-separated hidden states (i = output of block i-1) rerouted"),
     "remove_coef": Spec(float, "cb_lat: weight of the rerouting term"),
-    "lora_r": Spec(int, "LoRA rank (0: full fine-tuning of every parameter)"),
+    "lora_rank": Spec(int, "LoRA rank r (0: full fine-tuning of every parameter)"),
     "lora_alpha": Spec(float, "LoRA scaling numerator (update = lora_alpha / r · B A)"),
     "lora_dropout": Spec(float, "LoRA dropout"),
-    "adv_layers": Spec(str, "lat / cb_lat: comma-separated blocks the latent adversary perturbs"),
+    "adv_hidden_states": Spec(str, "lat: comma-separated hidden states (i = output of block i-1) the adversary perturbs"),
+    "adv_blocks": Spec(str, "cb_lat: comma-separated blocks whose MLP outputs the adversary perturbs"),
     "epsilon": Spec(float, "lat: per-token L2 radius of the adversary's perturbation"),
     "adv_steps": Spec(int, "lat / cb_lat: adversary optimisation steps per training step"),
     "adv_lr": Spec(float, "lat / cb_lat: adversary learning rate"),
@@ -54,14 +54,17 @@ def int_list(text: str) -> list[int]:
         raise UserError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def resolve(method: str, defaults: dict[str, dict[str, Any]], profile: str,
-            overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve(method: str, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The method's hyperparameters: the profile's defaults updated with the user's overrides.
 
     ``overrides`` holds only values the user gave (None means not given)."""
-    if profile not in defaults:
-        raise UserError(f"{method}: no {profile!r} defaults (have {', '.join(defaults)})")
-    hp = dict(defaults[profile])
+    from brittle.unlearning.profiles import PROFILES
+
+    if method not in PROFILES:
+        raise UserError(f"unknown method {method!r}; choose from {', '.join(PROFILES)}")
+    if profile not in PROFILES[method]:
+        raise UserError(f"{method}: no {profile!r} defaults (have {', '.join(PROFILES[method])})")
+    hp = dict(PROFILES[method][profile])
     given = {k: v for k, v in overrides.items() if v is not None}
     unused = sorted(set(given) - set(hp))
     if unused:

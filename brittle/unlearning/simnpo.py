@@ -13,16 +13,9 @@ from __future__ import annotations
 from brittle.unlearning.losses import answer_lengths, mean_nll, sequence_logprob, simnpo_loss
 from brittle.unlearning.trainer import Method
 
-# SimNPO on TOFU: lr 1e-5, β 2.5, γ 0, retain weight 1, batch 32, 10 epochs (≈125 steps).
-REFERENCE = dict(steps=125, lr=1e-5, batch_size=32, max_length=512, max_grad_norm=1.0, weight_decay=0.01,
-                 beta=2.5, margin=0.0, alpha=1.0)
-TINY = dict(steps=100, lr=1e-3, batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0,
-            beta=0.5, margin=2.0, alpha=1.0)
-
 
 class SimNPO(Method):
     name = "simnpo"
-    defaults = {"reference": REFERENCE, "tiny": TINY}
     forget_form = "pairs"   # unlearn.py falls back to whole texts when the preset has no forget_qa.jsonl
 
     def loss(self, trainer, step):

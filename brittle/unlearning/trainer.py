@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from brittle.cli import UserError
+from brittle.errors import UserError
 from brittle.unlearning.data import Batch, batch_indices, encode_pairs, encode_texts
 
 
@@ -54,12 +54,11 @@ class StepData:
 
 
 class Method:
-    """Base class of an unlearning method. Subclasses set ``name``, ``defaults`` (profiles of
-    hyperparameters, see :mod:`brittle.unlearning.hparams`) and ``forget_form`` ("texts" or
-    "pairs"), and implement :meth:`loss`."""
+    """Base class of an unlearning method. Subclasses set ``name`` (a key of
+    :data:`brittle.unlearning.profiles.PROFILES`, which holds its defaults) and ``forget_form``
+    ("texts" or "pairs"), and implement :meth:`loss`."""
 
     name: str = ""
-    defaults: dict[str, dict[str, Any]] = {}
     forget_form: str = "texts"
 
     def __init__(self, hp: dict[str, Any]):

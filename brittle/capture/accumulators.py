@@ -1,0 +1,109 @@
+"""Streaming reductions of hidden states during a capture pass: nothing per token is kept.
+
+:class:`ModelAccumulator` reduces one model's states on one split to per-text norm sums, each
+text's last-token state, and per-group moments; :class:`PairAccumulator` reduces the difference
+of two models' states on the same batch. Padding is masked out of everything (right padding:
+only positions with mask 1 count), and a non-finite state is an error, never a statistic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from brittle.errors import require_finite
+from brittle.padding import last_positions
+from brittle.stats import StreamingMoments
+
+
+class ModelAccumulator:
+    """Per-text sums (‖h‖₁, ‖h‖₂ over tokens), last-token states and group moments of one model
+    on one split. ``n_states`` hidden states of width ``dim``; ``n_mlp`` MLP inputs of width
+    ``mlp_dim``; group moment files are written to ``folder`` as groups complete."""
+
+    def __init__(self, n_texts: int, n_states: int, dim: int, n_mlp: int, mlp_dim: int, folder: Path, label: str):
+        self.folder, self.n_states, self.dim, self.n_mlp, self.mlp_dim = folder, n_states, dim, n_mlp, mlp_dim
+        self.label = label
+        self.n_tokens = torch.zeros(n_texts, dtype=torch.int64)
+        self.l1 = torch.zeros(n_texts, n_states, dtype=torch.float64)
+        self.l2 = torch.zeros(n_texts, n_states, dtype=torch.float64)
+        self.last = torch.zeros(n_texts, n_states, dim, dtype=torch.float32)
+        self.groups_written = 0
+        self._new_group()
+
+    def _new_group(self):
+        self.hidden = [StreamingMoments(self.dim) for _ in range(self.n_states)]
+        self.mlp = [StreamingMoments(self.mlp_dim) for _ in range(self.n_mlp)]
+
+    def start_batch(self, idx: torch.Tensor, mask: torch.Tensor):
+        self.idx, self.mask = idx, mask.bool()
+        self.n_tokens[idx] = self.mask.sum(1).cpu()
+        self.last_pos = last_positions(mask)
+        self._masks: dict[torch.device, tuple] = {}
+
+    def _mask_on(self, device):
+        if device not in self._masks:
+            self._masks[device] = (self.mask.to(device), self.last_pos.to(device))
+        return self._masks[device]
+
+    def hidden_state(self, index: int, h: torch.Tensor):
+        mask, last = self._mask_on(h.device)
+        hf = h.float()
+        require_finite(hf[mask], f"hidden state {index} of {self.label}",
+                       "the model overflows on these texts (try --dtype float32) or its weights are broken")
+        self.l1[self.idx, index] = (hf.abs().sum(-1) * mask).sum(1).double().cpu()
+        self.l2[self.idx, index] = (hf.norm(dim=-1) * mask).sum(1).double().cpu()
+        self.last[self.idx, index] = hf[torch.arange(hf.shape[0], device=hf.device), last].cpu()
+        self.hidden[index].update(hf[mask])
+
+    def mlp_input(self, slot: int, x: torch.Tensor):
+        mask, _ = self._mask_on(x.device)
+        xf = x.float()[mask]
+        require_finite(xf, f"MLP input of slot {slot} of {self.label}")
+        self.mlp[slot].update(xf)
+
+    def end_group(self):
+        def pack(moments: list[StreamingMoments], dim: int) -> dict:
+            count = moments[0].count if moments else 0
+            if count == 0:
+                zeros = torch.zeros(len(moments), dim, dtype=torch.float64)
+                return {"count": 0, "sum": zeros, "sq": torch.zeros(len(moments), dim, dim)}
+            # Sums accumulate in float64 and are stored in float32: half the disk, and the
+            # bootstrap resamples whole groups, so their float32 rounding does not accumulate.
+            return {"count": count, "sum": torch.stack([m.sum.cpu() for m in moments]),
+                    "sq": torch.stack([m.sq.cpu().float() for m in moments])}
+        torch.save({"hidden": pack(self.hidden, self.dim), "mlp": pack(self.mlp, self.mlp_dim)},
+                   self.folder / f"moments_g{self.groups_written}.pt")
+        self.groups_written += 1
+        self._new_group()
+
+    def save(self):
+        torch.save({"n_tokens": self.n_tokens, "norm_l1": self.l1, "norm_l2": self.l2, "last_token": self.last},
+                   self.folder / "per_text.pt")
+
+
+class PairAccumulator:
+    """Per-text sums of ‖h_b − h_a‖₁ and ‖h_b − h_a‖₂: model A's states of the current batch are
+    held until model B has produced the same hidden state."""
+
+    def __init__(self, n_texts: int, n_states: int):
+        self.n_tokens = torch.zeros(n_texts, dtype=torch.int64)
+        self.l1 = torch.zeros(n_texts, n_states, dtype=torch.float64)
+        self.l2 = torch.zeros(n_texts, n_states, dtype=torch.float64)
+        self.stash: dict[int, torch.Tensor] = {}
+
+    def start_batch(self, idx, mask):
+        self.idx, self.mask = idx, mask.bool()
+        self.n_tokens[idx] = self.mask.sum(1)
+        self.stash.clear()
+
+    def from_a(self, index, h):
+        self.stash[index] = h.detach()
+
+    def from_b(self, index, h):
+        diff = h.float() - self.stash.pop(index).to(h.device).float()
+        mask = self.mask.to(h.device)
+        require_finite(diff[mask.bool()], f"difference of the two models' hidden state {index}")
+        self.l1[self.idx, index] = (diff.abs().sum(-1) * mask).sum(1).double().cpu()
+        self.l2[self.idx, index] = (diff.norm(dim=-1) * mask).sum(1).double().cpu()

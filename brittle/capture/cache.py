@@ -1,0 +1,149 @@
+"""The activation cache on disk: its keys, its layout and its read side.
+
+One entry per (model, split) in ``<cache>/<model_slug>/<split>-<key>/``:
+
+- ``per_text.pt``: per text, its non-pad token count, the sums over its tokens of ‖h‖₁ and ‖h‖₂
+  per hidden state (n, L+1) float64, and its last non-pad token's state (n, L+1, d) float32.
+- ``moments_g<k>.pt``: for text group k (contiguous blocks of texts), token count, Σh (L+1, d)
+  and Σhhᵀ (L+1, d, d) of the hidden states, and the same for the input of each block's MLP.
+  Bootstrap intervals of covariance-derived numbers resample these groups (``--moment-groups``).
+- ``meta.json``: model, texts, shapes, module names, forward tokens and seconds.
+
+A pair entry ``<cache>/_pairs/<slug_a>__vs__<slug_b>/<split>-<key>/dh.pt`` holds per-text sums of
+‖h_b − h_a‖₁ and ‖h_b − h_a‖₂. The key hashes everything that changes the numbers: the model and
+its weights' fingerprint, the dtype, the length limit, the group count and the texts. Entries are
+written to a temporary folder and renamed into place, so a killed pass leaves no entry (and its
+temporary folder is swept by the next pass).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brittle.errors import UserError
+from brittle.io import json_digest, weights_fingerprint
+
+CACHE_VERSION = 2
+SPLITS = ("forget", "retain")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Everything that changes a capture's result (batch size and device do not, up to rounding)."""
+
+    max_length: int = 512
+    moment_groups: int = 10
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_size: int = 8
+    device_map: str | None = None
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> "CaptureConfig":
+        return cls(max_length=args.max_length, moment_groups=args.moment_groups, dtype=args.dtype,
+                   device=args.device, batch_size=args.batch_size, device_map=args.device_map,
+                   trust_remote_code=args.trust_remote_code)
+
+    def resolved(self) -> tuple[torch.device, torch.dtype]:
+        from brittle.runtime import resolve_device, resolve_dtype
+
+        device = resolve_device(self.device)
+        return device, resolve_dtype(self.dtype, device)
+
+
+@dataclass
+class ModelSpec:
+    model: str
+    revision: str | None = None
+
+
+def cache_root(args) -> Path:
+    """``--cache-dir``, or ``<output-root>/_activation_cache``."""
+    return Path(args.cache_dir) if getattr(args, "cache_dir", None) else Path(args.output_root) / "_activation_cache"
+
+
+def model_key(model: str, revision: str | None, texts: list[str], cfg: CaptureConfig) -> str:
+    _, dtype = cfg.resolved()
+    ident = str(Path(model).resolve()) if Path(model).is_dir() else str(model)
+    return json_digest({"v": CACHE_VERSION, "model": ident, "revision": revision, "files": weights_fingerprint(model),
+                        "dtype": str(dtype), "max_length": cfg.max_length, "groups": cfg.moment_groups,
+                        "texts": json_digest(texts)})
+
+
+class ModelCapture:
+    """Read side of one (model, split) cache entry. Arrays load lazily, on CPU."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self._per_text = None
+
+    @property
+    def per_text(self) -> dict[str, torch.Tensor]:
+        if self._per_text is None:
+            self._per_text = torch.load(self.path / "per_text.pt", weights_only=True)
+        return self._per_text
+
+    @property
+    def n_tokens(self) -> np.ndarray:
+        """(n_texts,) non-pad tokens per text."""
+        return self.per_text["n_tokens"].numpy()
+
+    @property
+    def norm_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-text sums over tokens of ‖h‖₁ and ‖h‖₂, each (n_texts, L+1) float64."""
+        return self.per_text["norm_l1"].numpy(), self.per_text["norm_l2"].numpy()
+
+    @property
+    def last_token(self) -> np.ndarray:
+        """(n_texts, L+1, d) float32: each text's last non-pad token state per hidden state."""
+        return self.per_text["last_token"].numpy()
+
+    def moments(self, kind: str = "hidden") -> dict[str, torch.Tensor]:
+        """Group moments stacked over groups: ``count`` (G,), ``sum`` (G, K, d) float64,
+        ``sq`` (G, K, d, d) float64 (K = L+1 hidden states, or one slot per block's MLP)."""
+        groups = self.meta["moment_groups_written"]
+        if groups == 0:
+            raise UserError(f"{self.path} was captured without moments (--moment-groups 0)")
+        parts = [torch.load(self.path / f"moments_g{g}.pt", weights_only=True)[kind] for g in range(groups)]
+        return {"count": torch.tensor([p["count"] for p in parts], dtype=torch.float64),
+                "sum": torch.stack([p["sum"] for p in parts]).double(),
+                "sq": torch.stack([p["sq"] for p in parts]).double()}
+
+
+class PairCapture:
+    """Read side of a pair entry: per-text sums of ‖h_b − h_a‖ per hidden state."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        data = torch.load(self.path / "dh.pt", weights_only=True)
+        self.n_tokens = data["n_tokens"].numpy()
+        self.dh_l1 = data["dh_l1"].numpy()  # (n_texts, L+1) float64
+        self.dh_l2 = data["dh_l2"].numpy()
+
+
+@dataclass
+class Captures:
+    """What :func:`brittle.capture.ensure_captures` returns: ``models[i][split]`` and ``pair[split]``."""
+
+    models: list[dict[str, ModelCapture]]
+    pair: dict[str, PairCapture] = field(default_factory=dict)
+    forward_tokens: int = 0      # padded tokens run through a model by this call (0 if all cached)
+    seconds: float = 0.0
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a finished temporary folder into place (atomic rename); a concurrent winner is kept."""
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / "meta.json").exists():
+            raise
