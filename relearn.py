@@ -41,6 +41,8 @@ from pathlib import Path
 
 from brittle import cli
 
+STEP = "relearning"
+
 
 def build_parser(argv=None):
     p = cli.parser(__doc__)
@@ -94,7 +96,7 @@ def run_attack(args, argv) -> int:
 
     load_env()
     s = relearning.resolve_settings(args, load_preset(args.preset))
-    outdir = Path(args.outdir) if args.outdir else steps.folder("relearning", args.output_root, model=args.model) / args.attack
+    outdir = Path(args.outdir) if args.outdir else steps.folder(STEP, args.output_root, model=args.model) / args.attack
     params = {k: v for k, v in vars(args).items() if k not in {"eval_batch_size"}}
     params.update(s.as_params())
     # A model retrained under the same folder, or regenerated data, must not be skipped as done.

@@ -20,11 +20,14 @@ from brittle.stats import StreamingMoments
 class ModelAccumulator:
     """Per-text sums (‖h‖₁, ‖h‖₂ over tokens), last-token states and group moments of one model
     on one split. ``n_states`` hidden states of width ``dim``; ``n_mlp`` MLP inputs of width
-    ``mlp_dim``; group moment files are written to ``folder`` as groups complete."""
+    ``mlp_dim`` (of the blocks ``mlp_blocks``); group moment files are written to ``folder`` as
+    groups complete; ``label`` names the model and split in error messages."""
 
-    def __init__(self, n_texts: int, n_states: int, dim: int, n_mlp: int, mlp_dim: int, folder: Path, label: str):
+    def __init__(self, n_texts: int, n_states: int, dim: int, n_mlp: int, mlp_dim: int, folder: Path, label: str,
+                 mlp_blocks: list[int] | None = None):
         self.folder, self.n_states, self.dim, self.n_mlp, self.mlp_dim = folder, n_states, dim, n_mlp, mlp_dim
         self.label = label
+        self.mlp_blocks = mlp_blocks if mlp_blocks is not None else list(range(n_mlp))
         self.n_tokens = torch.zeros(n_texts, dtype=torch.int64)
         self.l1 = torch.zeros(n_texts, n_states, dtype=torch.float64)
         self.l2 = torch.zeros(n_texts, n_states, dtype=torch.float64)
@@ -60,7 +63,8 @@ class ModelAccumulator:
     def mlp_input(self, slot: int, x: torch.Tensor):
         mask, _ = self._mask_on(x.device)
         xf = x.float()[mask]
-        require_finite(xf, f"MLP input of slot {slot} of {self.label}")
+        require_finite(xf, f"the MLP input of block {self.mlp_blocks[slot]} of {self.label}",
+                       "the model overflows on these texts (try --dtype float32) or its weights are broken")
         self.mlp[slot].update(xf)
 
     def end_group(self):

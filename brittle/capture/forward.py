@@ -121,7 +121,8 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
     n_states = dims[0][0]
     want = [not (d / "meta.json").exists() for d in model_dirs]
     tmps = [_temp_folder(d) if w else None for d, w in zip(model_dirs, want)]
-    accs = [ModelAccumulator(len(texts), *dims[i], tmps[i], f"{specs[i].model} on {split} texts") if want[i] else None
+    accs = [ModelAccumulator(len(texts), *dims[i], tmps[i], f"{specs[i].model} on {split} texts",
+                             [block for block, _, _ in mlp_slots(models[i])]) if want[i] else None
             for i in range(len(models))]
     pair_acc = PairAccumulator(len(texts), n_states) if pair_dir is not None else None
     t0, n_forward = time.time(), 0
