@@ -34,7 +34,7 @@ def build_parser(argv=None):
     return p
 
 
-def run(args, argv) -> int:
+def body(args, argv) -> int:
     import pandas as pd
 
     from brittle.errors import UserError
@@ -66,7 +66,7 @@ def run(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

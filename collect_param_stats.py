@@ -46,15 +46,21 @@ def build_parser(argv=None):
     return p
 
 
-def run(args, argv) -> int:
+def body(args, argv) -> int:
     from tqdm import tqdm
 
     from brittle import steps
     from brittle.errors import UserError
     from brittle.io import StepRun, write_csv
     from brittle.metrics.linalg import SPECTRAL_TOL
-    from brittle.param_stats import describe_relatedness, matrix_row, per_layer, per_matrix_frame, public, \
-        relatedness_summary
+    from brittle.param_stats import (
+        describe_relatedness,
+        matrix_row,
+        per_layer,
+        per_matrix_frame,
+        public,
+        relatedness_summary,
+    )
     from brittle.weights import WeightPairs, stored_transposed
 
     outdir = steps.outdir(args, STEP, model_a=args.model_a, model_b=args.model_b)
@@ -106,7 +112,7 @@ def run(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

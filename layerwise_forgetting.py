@@ -67,7 +67,7 @@ def build_parser(argv=None):
     return p
 
 
-def load_questions(args) -> tuple[list[str], list[str | None], str]:
+def read_prompts(args) -> tuple[list[str], list[str | None], str]:
     """Questions, answer texts and a description of their source."""
     from pathlib import Path
 
@@ -134,7 +134,7 @@ def body(args, argv=None) -> int:
     if not runs:
         return 0
     seed_everything(args.seed)
-    questions, answers, source = load_questions(args)
+    questions, answers, source = read_prompts(args)
     tokenizer = load_tokenizer(args.tokenizer or args.finetuned, trust_remote_code=args.trust_remote_code)
     inputs = build_inputs(tokenizer, questions, answers, template=args.template,
                           chat_template=not args.no_chat_template, position=args.position, max_length=args.max_length)

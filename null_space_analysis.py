@@ -45,7 +45,7 @@ def build_parser(argv=None):
     return p
 
 
-def summarise(results):
+def summary_table(results):
     """Per group (attn, mlp, all): the median of each summary metric and of its chance level."""
     import pandas as pd
 
@@ -59,7 +59,7 @@ def summarise(results):
     return pd.DataFrame(rows)
 
 
-def run(args, argv) -> int:
+def body(args, argv) -> int:
     import pandas as pd
     from tqdm import tqdm
 
@@ -93,7 +93,7 @@ def run(args, argv) -> int:
             del w_a, w_b
     results = pd.DataFrame(rows)
     write_csv(step.path("null_space_results.csv"), results)
-    write_csv(step.path("null_space_summary.csv"), summarise(results))
+    write_csv(step.path("null_space_summary.csv"), summary_table(results))
     save_figure(step.path("null_space.png"), plots.null_space_summary(results, f"({outdir.parent.name})"))
     print(f"wrote {len(results)} matrices to {outdir}")
     step.finish(models={"a": args.model_a, "b": args.model_b}, sampled=sorted(chosen), device="cpu",
@@ -103,7 +103,7 @@ def run(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def build_parser(argv=None):
     return p
 
 
-def run(args, argv) -> int:
+def body(args, argv) -> int:
     import pandas as pd
 
     from brittle.errors import UserError
@@ -53,8 +53,8 @@ def run(args, argv) -> int:
         raise UserError(f"{stats}/per_matrix.csv has no attention or MLP matrices to plot")
     title = f"({stats.parent.name})"
     save_figure(step.path("layer_locality.png"), plots.layer_locality(per_layer, title))
-    save_figure(step.path("spectral_norm.png"), plots.spectral_norm(per_layer, title))
-    save_figure(step.path("stable_rank.png"), plots.stable_rank(per_matrix, title))
+    save_figure(step.path("spectral_norm.png"), plots.spectral_norm_by_block(per_layer, title))
+    save_figure(step.path("stable_rank.png"), plots.stable_rank_by_block(per_matrix, title))
     save_figure(step.path("rank_comparison.png"), plots.rank_comparison(per_matrix, title))
     save_figure(step.path("relatedness.png"), plots.relatedness(per_layer, title))
     print(f"wrote plots to {outdir}")
@@ -63,7 +63,7 @@ def run(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: run(args, argv), build_parser(argv), argv)
+    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

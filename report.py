@@ -54,8 +54,16 @@ def build_report(args) -> int:
     from brittle.plotting.recovery import plot_recovery_curves
     from brittle.plotting.report import signature_scatter
     from brittle.presets import load_preset
-    from brittle.report import (SPEED, collect, discover_models, prediction_table, relearning_eligible, render,
-                                scatter_keys, spearman)
+    from brittle.report import (
+        SPEED,
+        collect,
+        discover_models,
+        prediction_table,
+        relearning_eligible,
+        report_markdown,
+        scatter_keys,
+        spearman,
+    )
 
     preset = load_preset(args.preset)
     base = args.base or preset.get("BASE_MODEL")
@@ -89,7 +97,7 @@ def build_report(args) -> int:
         if fig is not None:
             figures["scatter"] = save_figure(outdir / FIGURES / "signatures_vs_recovery.png", fig)
 
-    text = render(preset.get("PRESET", args.preset), args.output_root, entries, got, preds, eligible, figures,
+    text = report_markdown(preset.get("PRESET", args.preset), args.output_root, entries, got, preds, eligible, figures,
                   outdir, args.alpha)
     write_text(outdir / "report.md", text)
     write_csv(outdir / "report_table.csv", table)

@@ -28,27 +28,19 @@ parameters and inputs (--force redoes). Logs to wandb when WANDB_API_KEY is set.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from brittle import cli
 from brittle.errors import UserError
-from brittle.unlearning.hparams import SPECS
-from brittle.unlearning.profiles import METHOD_NAMES, PROFILES
+from brittle.unlearning.hparams import SPECS, add_hyperparameter_flags, profile_name
+from brittle.unlearning.profiles import METHOD_NAMES
 
 TEXT_ONLY = {"rmu", "cb", "lat", "cb_lat"}
 
 
-def profile_name(preset: dict[str, str], requested: str) -> str:
-    """``--profile``, or the preset's UNLEARN_PROFILE for ``auto`` (reference when it sets none)."""
-    return requested if requested != "auto" else preset.get("UNLEARN_PROFILE") or "reference"
-
-
 def build_parser(argv=None):
-    from brittle.presets import load_preset
-
     p = cli.parser(__doc__)
     p.add_argument("--method", required=True, choices=list(METHOD_NAMES), help="unlearning method")
     cli.add_preset_arg(p)
@@ -72,35 +64,7 @@ def build_parser(argv=None):
                    help="dtype of the saved weights (float32 keeps small updates exact)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     cli.add_runtime_args(p, batch_size=None)
-    # The hyperparameter flags show the defaults of the method named on the command line.
-    method = cli.peek(argv, "--method", "")
-    shown: dict = {}
-    if method in PROFILES:
-        try:
-            preset = load_preset(cli.peek(argv, "--preset", "tiny"))
-            profile = profile_name(preset, cli.peek(argv, "--profile", "auto"))
-            shown = PROFILES[method].get(profile, {})
-            title = f"{method} hyperparameters ({profile} profile defaults)"
-        except UserError:
-            title = f"{method} hyperparameters"
-    else:
-        title = "method hyperparameters (give --method NAME with --help to see its defaults)"
-    hp = p.add_argument_group(title)
-    for name, spec in SPECS.items():
-        if name == "batch_size":
-            continue
-        users = [m for m in METHOD_NAMES if name in PROFILES[m]["tiny"]]
-        if name in shown:
-            text = f"{spec.help} (default: {shown[name]})"
-        elif method in PROFILES:
-            text = argparse.SUPPRESS   # not a flag of this method (giving it is an error)
-        else:
-            text = f"{spec.help} [{', '.join(users) if len(users) < len(METHOD_NAMES) else 'every method'}]"
-        hp.add_argument("--" + name.replace("_", "-"), type=spec.type, default=None, help=text)
-    batch = shown.get("batch_size")
-    for action in p._actions:
-        if action.dest == "batch_size":
-            action.help = f"forget texts per step, and as many retain texts ({'default: ' + str(batch) if batch else 'default: the method profile'})"
+    add_hyperparameter_flags(p, argv)
     return p
 
 

@@ -91,14 +91,14 @@ def main() -> int:
     p.add_argument("--max-samples", type=int, default=200)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--n-boot", type=int, default=100)
+    p.add_argument("--n-bootstrap", type=int, default=100)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         forget, retain = _texts(tmp, args.max_samples)
         a, b = _pair(tmp, forget, retain, args.hidden, args.layers)
         common = ["--forget-file", str(forget), "--retain-file", str(retain), "--max-samples", str(args.max_samples),
-                  "--device", "cpu", "--n-boot", str(args.n_boot)]
+                  "--device", "cpu", "--n-bootstrap", str(args.n_bootstrap)]
         shared = _run_all(a, b, common, tmp / "shared", separate_caches=False)
         per_step = _run_all(a, b, common, tmp / "per_step", separate_caches=True)
         import local_lipschitzness_analysis

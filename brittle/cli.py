@@ -28,9 +28,7 @@ import sys
 from typing import Callable, Sequence
 
 from brittle.errors import UserError
-
-DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
+from brittle.runtime import DTYPES, check_device
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -72,25 +70,13 @@ def peek(argv: Sequence[str] | None, flag: str, default: str) -> str:
 
 # ------------------------------------------------------------------------------------ value types
 def device_arg(text: str) -> str:
-    """``--device``: auto, cpu, cuda, cuda:N or mps, checked against this machine at parse time,
-    so a missing GPU is an error before any model is loaded or any folder is made."""
-    kind, _, index = text.partition(":")
-    if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
-    if kind == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is visible on this machine; use --device cpu "
-                                             "(or auto, which picks a GPU when there is one)")
-        if index and int(index) >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if kind == "mps":
-        import torch
-
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise argparse.ArgumentTypeError(f"{text}: Apple MPS is not available here; use --device cpu")
-    return text
+    """``--device``: auto, cpu, cuda, cuda:N or mps, checked against this machine at parse time
+    (``brittle.runtime.check_device``), so a missing GPU is an error before any model is loaded or
+    any folder is made."""
+    try:
+        return check_device(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def dtype_arg(text: str) -> str:

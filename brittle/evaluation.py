@@ -187,11 +187,6 @@ def cloze_accuracy(model, tokenizer, questions: Sequence[dict], **kwargs) -> flo
     return float(cloze_scores(model, tokenizer, questions, **kwargs)["correct"].mean())
 
 
-def mcqa_accuracy(model, tokenizer, questions: Sequence[dict], **kwargs) -> float:
-    """Fraction of questions answered correctly in MCQA form (chance 1/4)."""
-    return float(mcqa_scores(model, tokenizer, questions, **kwargs)["correct"].mean())
-
-
 @torch.no_grad()
 def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 8,
              progress: bool = False, device=None) -> tuple[float, int]:

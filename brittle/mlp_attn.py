@@ -11,11 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def _ratio(num, den):
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+from brittle.stats import safe_ratio
 
 
 def by_block(per_layer: pd.DataFrame) -> pd.DataFrame:
@@ -35,15 +31,15 @@ def by_block(per_layer: pd.DataFrame) -> pd.DataFrame:
     w_attn, w_mlp = wide[("W_fro_layer", "attn")], wide[("W_fro_layer", "mlp")]
     out = pd.DataFrame({
         "block": wide.index.astype(int),
-        "attn_dW_fro_rel": _ratio(d_attn, w_attn),
-        "mlp_dW_fro_rel": _ratio(d_mlp, w_mlp),
+        "attn_dW_fro_rel": safe_ratio(d_attn, w_attn),
+        "mlp_dW_fro_rel": safe_ratio(d_mlp, w_mlp),
     })
-    out["mlp_attn_ratio"] = _ratio(out["mlp_dW_fro_rel"], out["attn_dW_fro_rel"])
+    out["mlp_attn_ratio"] = safe_ratio(out["mlp_dW_fro_rel"], out["attn_dW_fro_rel"])
     out["attn_max_dW_spectral_rel"] = wide[("max_dW_spectral_rel", "attn")].to_numpy()
     out["mlp_max_dW_spectral_rel"] = wide[("max_dW_spectral_rel", "mlp")].to_numpy()
-    out["mlp_attn_spectral_ratio"] = _ratio(out["mlp_max_dW_spectral_rel"], out["attn_max_dW_spectral_rel"])
-    out["mlp_dW_energy_share"] = _ratio(d_mlp ** 2, d_mlp ** 2 + d_attn ** 2)
-    out["mlp_W_energy_share"] = _ratio(w_mlp ** 2, w_mlp ** 2 + w_attn ** 2)
+    out["mlp_attn_spectral_ratio"] = safe_ratio(out["mlp_max_dW_spectral_rel"], out["attn_max_dW_spectral_rel"])
+    out["mlp_dW_energy_share"] = safe_ratio(d_mlp ** 2, d_mlp ** 2 + d_attn ** 2)
+    out["mlp_W_energy_share"] = safe_ratio(w_mlp ** 2, w_mlp ** 2 + w_attn ** 2)
     return out.reset_index(drop=True)
 
 
@@ -57,13 +53,13 @@ def summary(per_layer: pd.DataFrame, by_blocks: pd.DataFrame) -> pd.DataFrame:
         g = blocks[blocks["group"] == group]
         pooled[group] = (float((g["dW_fro_layer"] ** 2).sum()), float((g["W_fro_layer"] ** 2).sum()))
     (da, wa), (dm, wm) = pooled["attn"], pooled["mlp"]
-    attn_rel, mlp_rel = float(_ratio(np.sqrt(da), np.sqrt(wa))), float(_ratio(np.sqrt(dm), np.sqrt(wm)))
+    attn_rel, mlp_rel = safe_ratio(np.sqrt(da), np.sqrt(wa)), safe_ratio(np.sqrt(dm), np.sqrt(wm))
     finite = by_blocks[np.isfinite(by_blocks["mlp_attn_ratio"])]
     return pd.DataFrame([{
         "n_blocks": len(by_blocks),
         "attn_dW_fro_rel": attn_rel, "mlp_dW_fro_rel": mlp_rel,
-        "mlp_attn_ratio": float(_ratio(mlp_rel, attn_rel)),
-        "mlp_dW_energy_share": float(_ratio(dm, dm + da)), "mlp_W_energy_share": float(_ratio(wm, wm + wa)),
+        "mlp_attn_ratio": safe_ratio(mlp_rel, attn_rel),
+        "mlp_dW_energy_share": safe_ratio(dm, dm + da), "mlp_W_energy_share": safe_ratio(wm, wm + wa),
         "n_blocks_mlp_dominant": int((finite["mlp_attn_ratio"] > 1).sum()),
         "top_block_mlp": int(by_blocks.loc[by_blocks["mlp_dW_fro_rel"].idxmax(), "block"]) if len(by_blocks) else None,
         "top_block_attn": int(by_blocks.loc[by_blocks["attn_dW_fro_rel"].idxmax(), "block"]) if len(by_blocks) else None,

@@ -17,6 +17,7 @@ import torch
 
 from brittle.metrics import linalg
 from brittle.models import classify_param
+from brittle.stats import safe_ratio
 
 ENERGY = 0.99  # empirical rank: fewest singular directions holding 99 % of ‖·‖_F²
 
@@ -24,14 +25,6 @@ PER_MATRIX_COLUMNS = ["name", "block", "group", "shape0", "shape1", "dW_fro", "W
                       "dW_spectral", "W_spectral", "dW_spectral_rel", "dW_stable_rank", "W_stable_rank"]
 EMPIRICAL_COLUMNS = ["dW_empirical_rank", "W_empirical_rank"]
 EXTRA_COLUMNS = ["W_cosine", "dW_zero_frac"]
-
-PER_LAYER_COLUMNS = ["block", "group", "dW_fro_layer", "W_fro_layer", "dW_fro_layer_rel", "max_dW_spectral",
-                     "max_W_spectral", "max_dW_spectral_rel", "mean_dW_stable_rank"]
-PER_LAYER_EXTRA = ["W_cosine_layer", "dW_zero_frac_layer"]
-
-
-def _ratio(num: float, den: float) -> float:
-    return num / den if den > 0 else float("nan")
 
 
 def matrix_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, empirical_rank: bool = False,
@@ -55,8 +48,8 @@ def matrix_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, empirical_rank: 
         spec_a = linalg.spectral_norm(w_a, tol=tol)
         spec_d = linalg.spectral_norm(dw, tol=tol)
     row.update({
-        "dW_fro": fro_d, "W_fro": fro_a, "dW_fro_rel": _ratio(fro_d, fro_a),
-        "dW_spectral": spec_d, "W_spectral": spec_a, "dW_spectral_rel": _ratio(spec_d, spec_a),
+        "dW_fro": fro_d, "W_fro": fro_a, "dW_fro_rel": safe_ratio(fro_d, fro_a),
+        "dW_spectral": spec_d, "W_spectral": spec_a, "dW_spectral_rel": safe_ratio(spec_d, spec_a),
         "dW_stable_rank": linalg.stable_rank(fro_d, spec_d),
         "W_stable_rank": linalg.stable_rank(fro_a, spec_a),
     })
@@ -95,15 +88,15 @@ def per_layer(df: pd.DataFrame) -> pd.DataFrame:
         w_fro = float(np.sqrt((g["W_fro"] ** 2).sum()))
         max_d, max_w = float(g["dW_spectral"].max()), float(g["W_spectral"].max())
         rec = {"block": block, "group": group, "dW_fro_layer": dw_fro, "W_fro_layer": w_fro,
-               "dW_fro_layer_rel": _ratio(dw_fro, w_fro), "max_dW_spectral": max_d, "max_W_spectral": max_w,
-               "max_dW_spectral_rel": _ratio(max_d, max_w),
+               "dW_fro_layer_rel": safe_ratio(dw_fro, w_fro), "max_dW_spectral": max_d, "max_W_spectral": max_w,
+               "max_dW_spectral_rel": safe_ratio(max_d, max_w),
                "mean_dW_stable_rank": _nanmean(g["dW_stable_rank"])}
         if "dW_empirical_rank" in g:
             rec["mean_dW_empirical_rank"] = float(g["dW_empirical_rank"].mean())
         rec["count_mats"] = len(g)
         if "_Wb_fro" in g:
             dot = ((g["W_fro"] ** 2 + g["_Wb_fro"] ** 2 - g["dW_fro"] ** 2) / 2).sum()
-            rec["W_cosine_layer"] = _ratio(float(dot), w_fro * float(np.sqrt((g["_Wb_fro"] ** 2).sum())))
+            rec["W_cosine_layer"] = safe_ratio(float(dot), w_fro * float(np.sqrt((g["_Wb_fro"] ** 2).sum())))
             rec["dW_zero_frac_layer"] = float((g["dW_zero_frac"] * g["_numel"]).sum() / g["_numel"].sum())
         out.append(rec)
     table = pd.DataFrame(out)
@@ -128,8 +121,8 @@ def relatedness_summary(df: pd.DataFrame) -> dict:
     zeros = float((changed["dW_zero_frac"] * changed["_numel"]).sum() / changed["_numel"].sum()) \
         if len(changed) else float("nan")
     return {
-        "cosine": _ratio(float(wa2 + wb2 - d2) / 2, float(np.sqrt(wa2 * wb2))),
-        "fro_rel": _ratio(float(np.sqrt(d2)), float(np.sqrt(wa2))),
+        "cosine": safe_ratio(float(wa2 + wb2 - d2) / 2, float(np.sqrt(wa2 * wb2))),
+        "fro_rel": safe_ratio(float(np.sqrt(d2)), float(np.sqrt(wa2))),
         "n_matrices": int(len(df)), "n_changed": int(len(changed)),
         "changed_zero_frac": zeros,
     }

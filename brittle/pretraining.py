@@ -44,16 +44,8 @@ def init_model(config, seed: int) -> nn.Module:
     return model
 
 
-def pack_texts(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:
-    """Tokenise ``texts`` in the given order, join them with EOS and cut the stream into blocks.
-
-    Returns int64 ``[n_blocks, seq_len]``; the incomplete tail block is dropped.
-    """
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return _blocks([t for seq in ids for t in (*seq, tokenizer.eos_token_id)], seq_len)
-
-
-def _blocks(stream: list[int], seq_len: int) -> torch.Tensor:
+def pack_blocks(stream: list[int], seq_len: int) -> torch.Tensor:
+    """Cut a token stream into int64 ``[n_blocks, seq_len]`` blocks; the incomplete tail is dropped."""
     n_blocks = len(stream) // seq_len
     if n_blocks == 0:
         raise UserError(f"the corpus has {len(stream)} tokens, fewer than one training block of {seq_len} "
@@ -61,7 +53,7 @@ def _blocks(stream: list[int], seq_len: int) -> torch.Tensor:
     return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
 
 
-def _packed_batches(tokenizer, texts: Sequence[str], seq_len: int, batch_size: int, steps: int,
+def packed_batches(tokenizer, texts: Sequence[str], seq_len: int, batch_size: int, steps: int,
                     generator: torch.Generator):
     """Pretraining batches: every epoch the texts are put in a new seeded order and re-packed, so
     a block's neighbouring sentences differ between epochs (a fixed packing lets a small model
@@ -72,7 +64,7 @@ def _packed_batches(tokenizer, texts: Sequence[str], seq_len: int, batch_size: i
     for _ in range(steps):
         while len(pending) < batch_size:
             order = torch.randperm(len(ids), generator=generator).tolist()
-            pending.extend(_blocks([t for i in order for t in (*ids[i], eos)], seq_len))
+            pending.extend(pack_blocks([t for i in order for t in (*ids[i], eos)], seq_len))
         batch, pending = torch.stack(pending[:batch_size]), pending[batch_size:]
         yield batch, torch.ones_like(batch)
 
@@ -110,7 +102,7 @@ def train_causal_lm(model: nn.Module, tokenizer, texts: Sequence[str], steps: in
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(seed)
-    batches = _packed_batches(tokenizer, texts, seq_len, batch_size, steps, gen)
+    batches = packed_batches(tokenizer, texts, seq_len, batch_size, steps, gen)
     model.train()
     rows, seen = [], 0
     bar = tqdm(batches, total=steps, desc=desc, disable=not progress)

@@ -16,7 +16,7 @@ the model. :func:`prediction_table` tests each seed prediction two ways:
 
 Models whose hazard accuracy before the attack is already above the half-gap threshold did not
 hide the knowledge in the first place; their "recovery" is not relearning, so they are left out of
-the correlations (and listed). :func:`render` writes the markdown page.
+the correlations (and listed). :func:`report_markdown` writes the markdown page.
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def claims(table: pd.DataFrame, got: Collected) -> list[str]:
     return out
 
 
-def render(preset_name: str, output_root: str, entries: list[ModelEntry], got: Collected, preds: pd.DataFrame,
+def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry], got: Collected, preds: pd.DataFrame,
            eligible: pd.Series, figures: dict[str, Path], outdir: Path, alpha: float) -> str:
     """The markdown page: missing steps, knowledge and brittleness, signatures, recovery curves,
     signatures against recovery speed, the predictions' verdicts, and how each number is formed."""

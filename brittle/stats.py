@@ -14,7 +14,6 @@ becomes two matrix products (Efron & Tibshirani 1993, ch. 13, percentile interva
 from __future__ import annotations
 
 import warnings
-from typing import Callable
 
 import numpy as np
 import torch
@@ -72,6 +71,15 @@ def covariance_from_sums(count, total: torch.Tensor, sq: torch.Tensor, ddof: int
     return (sq - count * torch.outer(mean, mean)) / (count - ddof)
 
 
+def safe_ratio(num, den):
+    """``num / den`` where ``den > 0``, NaN elsewhere: a ratio with nothing below it is undefined,
+    not infinite and not an error. Scalars give a float, arrays (or Series) an array."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
 def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n) matrix: row b counts how often each of n units is drawn in replicate b.
 
@@ -107,19 +115,6 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int, alpha: fl
         reps = (w @ num.reshape(num.shape[0], -1)) / (w @ den.reshape(den.shape[0], -1))
     lo, hi = percentile_ci(reps.reshape((n_boot,) + est.shape), alpha)
     return est, lo, hi
-
-
-def bootstrap_ci(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int, seed: int,
-                 alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """CI of ``statistic(idx)`` over ``n_boot`` resamples of the indices 0..n-1 (with replacement).
-
-    ``statistic`` gets an int array of length n and returns a scalar or an array; the result is
-    ``(low, high)`` of the same shape. For statistics of several paired samples (model A and B on
-    the same texts) call it once and index every sample with the same ``idx``.
-    """
-    rng = np.random.default_rng(seed)
-    reps = np.stack([np.asarray(statistic(rng.integers(0, n, n)), np.float64) for _ in range(n_boot)])
-    return percentile_ci(reps, alpha)
 
 
 def pooled_covariance_eigs(count: torch.Tensor, total: torch.Tensor, sq: torch.Tensor,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from brittle.io import model_slug
@@ -526,7 +526,7 @@ def columns_markdown() -> str:
 def _show(s: Step) -> str:
     out = [f"{s.name}: {s.question}",
            f"  script   {s.script}" + (f" (seed step {s.number})" if s.number else ""),
-           f"  folder   " + {COMPARISON: f"outputs/<a>__vs__<b>/{s.name}/", MODEL: f"outputs/<model>/{s.name}/",
+           "  folder   " + {COMPARISON: f"outputs/<a>__vs__<b>/{s.name}/", MODEL: f"outputs/<model>/{s.name}/",
                              ROOT: "outputs/", MADE: "--outdir"}[s.scope],
            f"  code     {s.code}", f"  test     {s.test}"]
     if s.reads:

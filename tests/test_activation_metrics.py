@@ -8,8 +8,7 @@ import torch
 from scipy.stats import wasserstein_distance
 from sklearn.metrics import roc_auc_score
 
-from brittle.metrics.distributions import (effective_rank, spectral_entropy, spectrum_wasserstein,
-                                           subspace_energy_fraction)
+from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein, subspace_energy
 from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
 from brittle.probes import auc, out_of_fold_scores, probe_metric_cis, probe_metrics
 from brittle.stats import pooled_covariance_eigs, ratio_ci, resample_counts
@@ -31,10 +30,29 @@ def test_random_subspace_energy_fraction_is_k_over_d():
     d, k = 12, 3
     x = rng.normal(size=(200, d)) * np.linspace(0.1, 5, d)  # strongly anisotropic activations
     m = x.T @ x
-    fractions = [subspace_energy_fraction(m, np.linalg.qr(rng.normal(size=(d, k)))[0]) for _ in range(3000)]
+
+    def fraction(basis):
+        inside, total = subspace_energy(m, basis)
+        return inside / total
+
+    fractions = [fraction(np.linalg.qr(rng.normal(size=(d, k)))[0]) for _ in range(3000)]
     assert np.mean(fractions) == pytest.approx(k / d, abs=0.01)
     top = np.linalg.eigh(m)[1][:, -k:]  # the top eigenvectors hold far more than k/d
-    assert subspace_energy_fraction(m, top) > 2 * k / d
+    assert fraction(top) > 2 * k / d
+    # oracle: ||X V||_F^2 / ||X||_F^2 straight from the activations
+    assert fraction(top) == pytest.approx(np.linalg.norm(x @ top) ** 2 / np.linalg.norm(x) ** 2)
+
+
+def test_subspace_energy_is_additive_over_groups():
+    """The step pools text groups and resamples them by weights: sums of per-group energies."""
+    rng = np.random.default_rng(4)
+    groups = [rng.normal(size=(30, 6)) for _ in range(4)]
+    basis = np.linalg.qr(rng.normal(size=(6, 2)))[0]
+    inside, total = subspace_energy(np.stack([g.T @ g for g in groups]), basis)   # (G,), (G,)
+    pooled = np.vstack(groups)
+    assert inside.sum() == pytest.approx(np.linalg.norm(pooled @ basis) ** 2)
+    assert total.sum() == pytest.approx(np.linalg.norm(pooled) ** 2)
+    assert subspace_energy(np.eye(6), np.zeros((6, 0)))[0] == 0.0       # k = 0: nothing inside
 
 
 def test_separation_metrics_against_numpy_and_resampling():

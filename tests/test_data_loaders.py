@@ -6,7 +6,7 @@ import pytest
 
 import create_datasets
 from brittle.data import tofu, wikitext, wmdp
-from brittle.data.hub import read_jsonl
+from brittle.io import read_jsonl
 
 
 def test_wmdp_bio_offline_copy(shared_data):

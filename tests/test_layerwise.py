@@ -250,12 +250,12 @@ def test_tofu_questions_from_a_local_copy(shared_data):
 
     tofu = shared_data / "tofu"
     args = argparse.Namespace(questions=None, tofu_split="forget10", tofu_dir=str(tofu), n_samples="3")
-    questions, answers, source = layerwise_forgetting.load_questions(args)
+    questions, answers, source = layerwise_forgetting.read_prompts(args)
     rows = [json.loads(line) for line in (tofu / "forget10.jsonl").read_text().splitlines()[:3]]
     assert questions == [r["question"] for r in rows] and answers == [r["answer"] for r in rows]
     assert source == "TOFU forget10"
     args.n_samples = "all"
-    assert len(layerwise_forgetting.load_questions(args)[0]) == 400
+    assert len(layerwise_forgetting.read_prompts(args)[0]) == 400
 
 
 def test_help(capsys):

@@ -11,9 +11,9 @@ import torch
 
 import collect_param_stats
 import plot_param_stats
+from brittle import steps
 from brittle.metrics import linalg
-from brittle.param_stats import EMPIRICAL_COLUMNS, EXTRA_COLUMNS, PER_LAYER_COLUMNS, PER_LAYER_EXTRA, \
-    PER_MATRIX_COLUMNS
+from brittle.param_stats import EMPIRICAL_COLUMNS
 from tests.weight_fixtures import FULL, RANK1, RANK1_SCALE, shared_planted_pair, state_dict
 
 
@@ -55,10 +55,9 @@ def numpy_reference(a: dict, b: dict) -> pd.DataFrame:
 def test_every_column_matches_numpy(pair, tmp_path, empirical):
     flag = ["--empirical-rank"] if empirical else []
     pm, pl = collect(pair.a, pair.b_planted, tmp_path / "out", *flag)
-    expected_cols = PER_MATRIX_COLUMNS + (EMPIRICAL_COLUMNS if empirical else []) + EXTRA_COLUMNS
-    assert list(pm.columns) == expected_cols
-    assert list(pl.columns) == (PER_LAYER_COLUMNS + (["mean_dW_empirical_rank"] if empirical else [])
-                                + ["count_mats"] + PER_LAYER_EXTRA)
+    registered = {f.name: [c.name for c in f.columns if empirical or not c.optional]
+                  for f in steps.step("param_stats").files}
+    assert list(pm.columns) == registered["per_matrix.csv"] and list(pl.columns) == registered["per_layer.csv"]
     ref = numpy_reference(state_dict(pair.a), state_dict(pair.b_planted))
     pm = pm.set_index("name")
     assert set(pm.index) == set(ref.index)

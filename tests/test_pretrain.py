@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import pretrain
 from brittle.data import synthetic as syn
 from brittle.evaluation import cloze_accuracy
-from brittle.pretraining import gpt_neox_config, init_model, lr_at, pack_texts, train_causal_lm
+from brittle.pretraining import gpt_neox_config, init_model, lr_at, packed_batches, train_causal_lm
 from brittle.tokenizer import train_word_tokenizer
 from tests.tiny_models import TINY_TEXTS
 
@@ -82,9 +82,12 @@ def test_schedule_and_packing(tiny_tokenizer):
     assert lr_at(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
     assert lr_at(10, 100, 1.0, 10, 0.1) == pytest.approx(1.0)
     assert lr_at(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
-    blocks = pack_texts(tiny_tokenizer, TINY_TEXTS, 8)
-    stream = [t for s in tiny_tokenizer(TINY_TEXTS)["input_ids"] for t in (*s, tiny_tokenizer.eos_token_id)]
-    assert blocks.flatten().tolist() == stream[: blocks.numel()] and len(stream) - blocks.numel() < 8
+    # the first batch is the start of the texts, in the seeded epoch order, joined with EOS, cut in blocks of 8
+    batch, mask = next(packed_batches(tiny_tokenizer, TINY_TEXTS, 8, 2, 1, torch.Generator().manual_seed(3)))
+    order = torch.randperm(len(TINY_TEXTS), generator=torch.Generator().manual_seed(3)).tolist()
+    ids = tiny_tokenizer(TINY_TEXTS, add_special_tokens=False)["input_ids"]
+    stream = [t for i in order for t in (*ids[i], tiny_tokenizer.eos_token_id)]
+    assert batch.shape == (2, 8) and batch.flatten().tolist() == stream[:16] and bool(mask.all())
 
 
 def test_small_world_learns_planted_facts_and_filter_removes_them():

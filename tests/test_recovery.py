@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from brittle.recovery import (log_checkpoints, log_step_auc, mean_interval, recovered_fraction,
-                              steps_to_fraction, summarize_curve)
+from brittle.recovery import (
+    log_checkpoints,
+    log_step_auc,
+    mean_interval,
+    recovered_fraction,
+    steps_to_fraction,
+    summarize_curve,
+)
 
 STEPS = [0, 1, 2, 5, 10, 20, 50, 100]
 # An unlearned model at 0.25 that recovers to 0.85; base 0.95, filtered 0.25.

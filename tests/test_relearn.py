@@ -85,7 +85,6 @@ def test_finetune_changes_weights_finite_loss_and_is_seeded(world, tiny_tokenize
 
 
 def test_lora_attack_trains_only_adapters(world):
-    import relearn
     from brittle.finetuning import FinetuneConfig, finetune, text_batches
     from brittle.models import load_model, load_tokenizer
 

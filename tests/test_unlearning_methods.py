@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from brittle.unlearning.registry import METHODS, Method, Trainer, UnlearnData, get_method
+from brittle.models import mlp_output_linears
 from brittle.unlearning.adversary import ball_attack, steering_attack
 from brittle.unlearning.data import DEFAULT_IDK, encode_texts, split_text
-from brittle.models import mlp_output_linears
 from brittle.unlearning.losses import masked_mse, mean_nll
+from brittle.unlearning.registry import METHODS, Method, Trainer, UnlearnData, get_method
 from brittle.unlearning.rmu import control_vector
 from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
 

@@ -20,8 +20,16 @@ import torch
 from torch import nn
 
 from brittle.capture.accumulators import ModelAccumulator, PairAccumulator
-from brittle.capture.cache import (CACHE_VERSION, CaptureConfig, Captures, ModelCapture, ModelSpec, PairCapture,
-                                   model_key, publish)
+from brittle.capture.cache import (
+    CACHE_VERSION,
+    CaptureConfig,
+    Captures,
+    ModelCapture,
+    ModelSpec,
+    PairCapture,
+    model_key,
+    publish,
+)
 from brittle.capture.hooks import mlp_input_hooks, mlp_slots, n_hidden_states, residual_hooks
 from brittle.errors import UserError
 from brittle.io import json_digest, make_folder, model_slug, sweep_stale_temporaries, temp_path, write_json

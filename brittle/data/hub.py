@@ -33,10 +33,6 @@ def require_file(folder: str | Path, *names: str) -> Path:
     raise UserError(f"{folder} has none of: {', '.join(names)}")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def jsonl_text(rows: Iterable[dict]) -> str:
     """JSON Lines text (UTF-8 kept, one object per line, trailing newline)."""
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

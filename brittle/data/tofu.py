@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from brittle.data.hub import load_hub_rows
 from brittle.errors import UserError
-from brittle.data.hub import load_hub_rows, read_jsonl
+from brittle.io import read_jsonl
 
 IDK_URL = "https://raw.githubusercontent.com/locuslab/tofu/main/data/idontknow.jsonl"
 

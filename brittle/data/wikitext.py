@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brittle.errors import UserError
 from brittle.data.hub import load_hub_rows
+from brittle.errors import UserError
 
 _FILES = {"train": "wiki.train.raw", "validation": "wiki.valid.raw", "test": "wiki.test.raw"}
 

@@ -11,8 +11,9 @@ import json
 import random
 from pathlib import Path
 
+from brittle.data.hub import load_hub_rows, require_file
 from brittle.errors import UserError
-from brittle.data.hub import load_hub_rows, read_jsonl, require_file
+from brittle.io import read_jsonl
 
 N_QUESTIONS = 1273
 

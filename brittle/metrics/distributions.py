@@ -47,19 +47,11 @@ def subspace_energy(second_moment: np.ndarray, basis: np.ndarray) -> tuple[np.nd
 
     ``second_moment`` M (..., d, d) is the uncentred Σ x xᵀ of the activations (e.g. one per text
     group); ``basis`` V (d, k) has orthonormal columns (k may be 0). Both are linear in M, so
-    sums over groups give the pooled energies and bootstrap replicates are weighted sums.
+    sums over groups give the pooled energies and bootstrap replicates are weighted sums. For a
+    uniformly random k-dimensional subspace the expected fraction inside / total is exactly k/d,
+    whatever M (E[V Vᵀ] = (k/d) I): the baseline to compare with.
     """
     m = np.asarray(second_moment, np.float64)
     v = np.asarray(basis, np.float64)
     inside = np.einsum("dk,...de,ek->...", v, m, v)
     return inside, np.trace(m, axis1=-2, axis2=-1)
-
-
-def subspace_energy_fraction(second_moment: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Fraction of activation energy inside span(basis): tr(Vᵀ M V) / tr(M) (see :func:`subspace_energy`).
-
-    For a uniformly random k-dimensional subspace the expected fraction is exactly k/d, whatever
-    M (E[V Vᵀ] = (k/d) I), which is the baseline to compare with.
-    """
-    inside, total = subspace_energy(second_moment, basis)
-    return inside / total

@@ -193,19 +193,8 @@ def top_right_singular_vectors(dw: torch.Tensor, k: int) -> tuple[np.ndarray, in
     return eigvecs[:, :kk].numpy(), rank, float(eigvals[:kk].sum()) / total
 
 
-def expected_gaussian_top_k(m: int, n: int, k: int) -> float:
-    """Share of ‖G‖_F² in the top-k singular directions of one seeded Gaussian m×n matrix."""
-    ev = gaussian_spectrum(m, n)
-    return float(ev[:k].sum() / ev.sum())
-
-
-def expected_gaussian_energy_rank(m: int, n: int, energy: float = 0.99) -> int:
-    """Numerical rank at ``energy`` of one seeded Gaussian m×n matrix (chance level)."""
-    return energy_rank(gaussian_spectrum(m, n), energy)
-
-
 __all__ = [
     "top_singular_subspaces", "principal_angles", "geodesic_distance", "chordal_distance", "mean_cos2",
     "RandomSubspaceBaseline", "random_subspace_baseline", "gaussian_spectrum", "EnergySubspace",
-    "energy_subspace", "column_null_split", "top_right_singular_vectors", "expected_gaussian_top_k", "expected_gaussian_energy_rank",
+    "energy_subspace", "column_null_split", "top_right_singular_vectors",
 ]

@@ -17,12 +17,12 @@ import pandas as pd  # noqa: E402
 GROUP_STYLE = {"attn": {"color": "tab:blue", "marker": "o"}, "mlp": {"color": "tab:orange", "marker": "s"}}
 
 
-def _blocks(df: pd.DataFrame) -> pd.DataFrame:
+def _block_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["block"].notna() & df["group"].isin(GROUP_STYLE)]
 
 
 def _per_group_lines(ax, df: pd.DataFrame, column: str, label_suffix: str = "", **kw) -> None:
-    for group, g in _blocks(df).groupby("group"):
+    for group, g in _block_rows(df).groupby("group"):
         g = g.sort_values("block")
         ax.plot(g["block"], g[column], label=f"{group}{label_suffix}", **GROUP_STYLE[group], **kw)
 
@@ -54,7 +54,7 @@ def layer_locality(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def spectral_norm(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
+def spectral_norm_by_block(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
     """Largest σ₁(ΔW)/σ₁(W) per block and group (worst-case amplification)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     _per_group_lines(ax, per_layer, "max_dW_spectral_rel")
@@ -63,9 +63,9 @@ def spectral_norm(per_layer: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def stable_rank(per_matrix: pd.DataFrame, title: str = "") -> plt.Figure:
+def stable_rank_by_block(per_matrix: pd.DataFrame, title: str = "") -> plt.Figure:
     """Mean stable rank of ΔW (solid) and of W (dashed) per block and group."""
-    means = (_blocks(per_matrix).groupby(["block", "group"])[["dW_stable_rank", "W_stable_rank"]]
+    means = (_block_rows(per_matrix).groupby(["block", "group"])[["dW_stable_rank", "W_stable_rank"]]
              .mean().reset_index())
     fig, ax = plt.subplots(figsize=(7, 4))
     _per_group_lines(ax, means, "dW_stable_rank", " dW")
@@ -81,7 +81,7 @@ def rank_comparison(per_matrix: pd.DataFrame, title: str = "") -> plt.Figure:
     if "dW_empirical_rank" in per_matrix:
         kinds.append(("empirical (99% energy)", "W_empirical_rank", "dW_empirical_rank"))
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.5), squeeze=False)
-    blocks = _blocks(per_matrix)
+    blocks = _block_rows(per_matrix)
     for ax, (label, wcol, dcol) in zip(axes[0], kinds):
         for group, g in blocks.groupby("group"):
             ax.scatter(g[wcol], g[dcol], s=14, alpha=0.7, label=group, color=GROUP_STYLE[group]["color"])

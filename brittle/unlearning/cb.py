@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from brittle.errors import UserError
 from brittle.capture.hooks import check_indices, record_residual
+from brittle.errors import UserError
 from brittle.unlearning.hparams import int_list
 from brittle.unlearning.lora import add_lora, merge_lora
 from brittle.unlearning.losses import reroute_loss, retain_l2

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from brittle.unlearning.adversary import applied, steering_attack
-from brittle.unlearning.cb import prepare_adapters, stacked
 from brittle.capture.hooks import record_residual
 from brittle.models import check_blocks
+from brittle.unlearning.adversary import applied, steering_attack
+from brittle.unlearning.cb import prepare_adapters, stacked
 from brittle.unlearning.hparams import int_list
 from brittle.unlearning.lora import merge_lora
 from brittle.unlearning.losses import reroute_loss, retain_l2

@@ -46,6 +46,50 @@ SPECS: dict[str, Spec] = {
 }
 
 
+def profile_name(preset: dict[str, str], requested: str) -> str:
+    """``--profile``, or the preset's UNLEARN_PROFILE for ``auto`` (reference when it sets none)."""
+    return requested if requested != "auto" else preset.get("UNLEARN_PROFILE") or "reference"
+
+
+def add_hyperparameter_flags(p, argv) -> None:
+    """One ``--flag`` per hyperparameter. With ``--method`` on the command line, the help shows
+    that method's defaults for the chosen preset and profile, and hides the flags it does not use
+    (giving one is an error); without, each flag lists the methods that use it."""
+    import argparse
+
+    from brittle.cli import peek
+    from brittle.presets import load_preset
+    from brittle.unlearning.profiles import METHOD_NAMES, PROFILES
+
+    method = peek(argv, "--method", "")
+    shown: dict[str, Any] = {}
+    title = "method hyperparameters (give --method NAME with --help to see its defaults)"
+    if method in PROFILES:
+        title = f"{method} hyperparameters"
+        try:
+            profile = profile_name(load_preset(peek(argv, "--preset", "tiny")), peek(argv, "--profile", "auto"))
+            shown = PROFILES[method].get(profile, {})
+            title += f" ({profile} profile defaults)"
+        except UserError:
+            pass
+    group = p.add_argument_group(title)
+    for name, spec in SPECS.items():
+        if name == "batch_size":   # the runtime flag --batch-size; its help is set below
+            continue
+        users = [m for m in METHOD_NAMES if name in PROFILES[m]["tiny"]]
+        if name in shown:
+            text = f"{spec.help} (default: {shown[name]})"
+        elif method in PROFILES:
+            text = argparse.SUPPRESS
+        else:
+            text = f"{spec.help} [{', '.join(users) if len(users) < len(METHOD_NAMES) else 'every method'}]"
+        group.add_argument("--" + name.replace("_", "-"), type=spec.type, default=None, help=text)
+    for action in p._actions:
+        if action.dest == "batch_size":
+            default = f"default: {shown['batch_size']}" if "batch_size" in shown else "default: the method's profile"
+            action.help = f"forget texts per step, and as many retain texts ({default})"
+
+
 def int_list(text: str) -> list[int]:
     """``"3,5"`` -> ``[3, 5]``."""
     try:

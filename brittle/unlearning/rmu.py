@@ -37,7 +37,6 @@ class RMU(Method):
         check_blocks(trainer.core, [block], "rmu: --block")
         self.trained_blocks = list(range(max(0, block - 2), block + 1))
         linears = [(i, name, mod) for i, name, mod in mlp_output_linears(trainer.core) if i in self.trained_blocks]
-        self.trained_names = [f"{name}.weight" for _, name, _ in linears]
         self.control = control_vector(trainer.core.config.hidden_size, self.hp["steering_coeff"],
                                       trainer.seed).to(trainer.device)
         return [mod.weight for _, _, mod in linears]
