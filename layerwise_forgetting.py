@@ -20,7 +20,7 @@ are loaded one at a time; the reference and fine-tuned models once for all unlea
 
 Questions: the preset's LAYERWISE_QUESTIONS (a JSONL of {"question", "answer"} as in TOFU,
 {"prompt", "answer"} as in forget_qa.jsonl, or our multiple-choice {"question", "choices",
-"answer": index}), or --questions, or TOFU from --tofu-dir; the first --n-samples (or all).
+"answer": index}), or --questions, or TOFU from --tofu-dir; the first --max-questions (default all).
 
 Writes, per unlearned model, <output-root>/<unlearned>/layerwise_forgetting/ (or --outdir with
 one unlearned model): distances.csv, per_hidden_state.csv, regions.csv, per_question.csv,
@@ -51,7 +51,7 @@ def build_parser(argv=None):
                    help=f"JSONL of questions (default: {cli.from_preset(argv, 'LAYERWISE_QUESTIONS')})")
     p.add_argument("--tofu-dir", default=None, help="read TOFU --tofu-split from this folder instead (e.g. data/tofu/qa)")
     p.add_argument("--tofu-split", default="forget10", help="TOFU subset used with --tofu-dir")
-    p.add_argument("--n-samples", default="all", help="use the first N questions, or 'all'")
+    p.add_argument("--max-questions", type=cli.positive_int, default=None, help="use the first N questions (default: all)")
     p.add_argument("--position", choices=POSITIONS, default="last",
                    help="state per hidden state: the last prompt token, or the mean over the answer's tokens")
     p.add_argument("--template", default=None,
@@ -79,12 +79,11 @@ def read_prompts(args) -> tuple[list[str], list[str | None], str]:
         records, source = load_tofu(args.tofu_split, local_dir=args.tofu_dir), f"TOFU {args.tofu_split}"
     else:
         records, source = read_records(Path(args.questions)), str(args.questions)
-    if args.n_samples.lower() != "all":
-        if not args.n_samples.isdigit() or int(args.n_samples) < 1:
-            raise UserError(f"--n-samples must be a positive integer or 'all', got {args.n_samples!r}")
-        records = records[:int(args.n_samples)]
+    records = records[:args.max_questions] if args.max_questions else records
     if not records:
         raise UserError(f"no questions in {source}")
+    if len(records) < 2:
+        print(f"warning: one question in {source}: the region ratios have no bootstrap interval", file=sys.stderr)
     pairs = [question_and_answer(r) for r in records]
     return [q for q, _ in pairs], [a for _, a in pairs], source
 

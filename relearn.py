@@ -69,7 +69,7 @@ def build_parser(argv=None):
     p.add_argument("--seeds", type=cli.positive_int, default=1, help="number of seeds (seed, seed+1, ...); >1 gives intervals")
     p.add_argument("--eval-batch-size", type=cli.positive_int, default=None,
                    help=f"questions per scoring forward pass (default: {cli.from_preset(argv, 'RELEARN_EVAL_BATCH_SIZE')})")
-    p.add_argument("--max-retain-texts", type=cli.non_negative_int, default=200,
+    p.add_argument("--max-retain", type=cli.non_negative_int, default=200,
                    help="retain texts for the perplexity: the first N lines of retain.txt not in the training texts")
     p.add_argument("--base", default=None, help="base model: scored for the recovery reference")
     p.add_argument("--filtered", default=None, help="filtered model: scored for the recovery reference")
@@ -107,7 +107,7 @@ def run_attack(args, argv) -> int:
     device = resolve_device(args.device)
     compute_dtype = resolve_dtype(args.dtype, device)
     with run.timed("load_data"):
-        data = relearning.load_attack_data(s, args.max_retain_texts)
+        data = relearning.load_attack_data(s, args.max_retain)
     with run.timed("references"):
         refs = relearning.reference_accuracies(args, data["hazard"], device, compute_dtype, s.eval_batch_size)
 

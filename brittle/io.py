@@ -145,6 +145,11 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def nonblank_lines(text: str) -> list[str]:
+    """The stripped, non-blank lines of ``text``: the project's one way to read "one text per line"."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def read_lines(path: str | os.PathLike, limit: int | None = None, what: str = "text file") -> list[str]:
     """The non-blank lines of a UTF-8 file, stripped, the first ``limit`` of them (all if None).
 
@@ -152,7 +157,7 @@ def read_lines(path: str | os.PathLike, limit: int | None = None, what: str = "t
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = nonblank_lines(path.read_text(encoding="utf-8"))
     if not lines:
         raise UserError(f"{what} {path} holds no text (one text per line expected)")
     return lines[:limit] if limit else lines

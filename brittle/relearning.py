@@ -99,7 +99,7 @@ def resolve_settings(args, preset: dict[str, str]) -> Settings:
     return s
 
 
-def load_attack_data(s: Settings, max_retain_texts: int) -> dict:
+def load_attack_data(s: Settings, max_retain: int) -> dict:
     """Training texts, hazard and benign questions, retain texts not in the training texts."""
     import sys
 
@@ -113,7 +113,7 @@ def load_attack_data(s: Settings, max_retain_texts: int) -> dict:
     # Perplexity on retain text the attack does not train on (in the tiny world the benign
     # attack's texts are a subset of retain.txt; there they would measure memorisation).
     seen = set(data["train"])
-    data["retain"] = [t for t in data["retain"] if t not in seen][:max_retain_texts]
+    data["retain"] = [t for t in data["retain"] if t not in seen][:max_retain]
     if not data["hazard"]:
         raise UserError(f"no questions in {s.eval_file}")
     for key, path in (("benign", s.benign_file), ("retain", s.retain_file)):

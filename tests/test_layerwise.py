@@ -145,7 +145,7 @@ def planted_run(tmp_path_factory, request):
     out = root / "out"
     argv = ["--reference", paths["reference"], "--finetuned", paths["finetuned"],
             "--unlearned", paths["obfuscated"], paths["forgot"], paths["unchanged"],
-            "--questions", str(questions), "--template", "Answer briefly: {question}", "--n-samples", "all",
+            "--questions", str(questions), "--template", "Answer briefly: {question}",
             "--n-bootstrap", "100", "--output-root", str(out), "--batch-size", "4"]
     assert layerwise_forgetting.main(argv) == 0
     return {"paths": paths, "out": out, "argv": argv, "tok": tok}
@@ -221,7 +221,7 @@ def test_skip_and_force(planted_run, capsys):
     assert capsys.readouterr().out.count("[skip]") == 3 and done.stat().st_mtime_ns == stamp
     # Analysing one model again with other settings rewrites that model's folder, not the others'.
     one = planted_run["argv"][:]
-    one[one.index("all")] = "2"                                  # different params: recompute
+    one += ["--max-questions", "2"]                              # different params: recompute
     start = one.index("--unlearned")
     one[start + 1:start + 4] = [planted_run["paths"]["forgot"]]
     assert layerwise_forgetting.main(one) == 0
@@ -237,7 +237,8 @@ def test_bad_input_is_one_line_error(planted_run, tiny_tokenizer, tmp_path, caps
     base = ["--reference", paths["reference"], "--finetuned", paths["finetuned"], "--questions", str(q),
             "--outdir", str(tmp_path / "o"), "--n-bootstrap", "0"]
     assert layerwise_forgetting.main(base + ["--unlearned", str(llama)]) == 2          # 3 vs 6 layers
-    assert layerwise_forgetting.main(base + ["--unlearned", paths["forgot"], "--n-samples", "x"]) == 2
+    with pytest.raises(SystemExit):                              # argparse: one line, exit 2
+        layerwise_forgetting.main(base + ["--unlearned", paths["forgot"], "--max-questions", "x"])
     assert layerwise_forgetting.main(base[:-4] + ["--questions", str(tmp_path / "none.jsonl"),
                                                   "--unlearned", paths["forgot"]]) == 2
     err = capsys.readouterr().err
@@ -249,12 +250,12 @@ def test_tofu_questions_from_a_local_copy(shared_data):
     import argparse
 
     tofu = shared_data / "tofu"
-    args = argparse.Namespace(questions=None, tofu_split="forget10", tofu_dir=str(tofu), n_samples="3")
+    args = argparse.Namespace(questions=None, tofu_split="forget10", tofu_dir=str(tofu), max_questions=3)
     questions, answers, source = layerwise_forgetting.read_prompts(args)
     rows = [json.loads(line) for line in (tofu / "forget10.jsonl").read_text().splitlines()[:3]]
     assert questions == [r["question"] for r in rows] and answers == [r["answer"] for r in rows]
     assert source == "TOFU forget10"
-    args.n_samples = "all"
+    args.max_questions = None
     assert len(layerwise_forgetting.read_prompts(args)[0]) == 400
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from brittle.data.hub import load_hub_rows
 from brittle.errors import UserError
-from brittle.io import read_jsonl
+from brittle.io import nonblank_lines, read_jsonl
 
 IDK_URL = "https://raw.githubusercontent.com/locuslab/tofu/main/data/idontknow.jsonl"
 
@@ -41,23 +41,19 @@ def load_idk(local_dir: str | Path | None = None) -> list[str]:
         for name in ("idontknow.txt", "idontknow.jsonl", "idk.jsonl"):
             path = Path(local_dir) / name
             if path.is_file():
-                return _lines(path.read_text(encoding="utf-8"))
+                return nonblank_lines(path.read_text(encoding="utf-8"))
         raise UserError(f"{local_dir} has no idontknow.txt")
     try:
         from urllib.request import urlopen
 
         with urlopen(IDK_URL, timeout=20) as response:
-            return _lines(response.read().decode("utf-8"))
+            return nonblank_lines(response.read().decode("utf-8"))
     except OSError as exc:
         from brittle.data.synthetic import IDK_ANSWERS
 
         print(f"warning: cannot fetch TOFU's idontknow answers ({exc}); using built-in refusals",
               file=sys.stderr)
         return list(IDK_ANSWERS)
-
-
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def qa_text(row: dict) -> str:
