@@ -81,10 +81,12 @@ stage "data and models"
 step create_datasets.py --preset "$preset" "${force[@]}"
 
 # --- 2. The tiny world trains its base and filtered models from one initialisation ---------------
+# The thread count changes the last bits of the trained weights (and so every later number): pin it.
 if [[ "$DATA_SOURCE" == synthetic && -z "$base_flag" ]]; then
-  step pretrain.py --corpus "$DATA_DIR/corpus/full.txt" --outdir "$BASE_MODEL" --device "$device" "${force[@]}"
+  threads=(--threads "${CPU_THREADS:-auto}")
+  step pretrain.py --corpus "$DATA_DIR/corpus/full.txt" --outdir "$BASE_MODEL" --device "$device" "${threads[@]}" "${force[@]}"
   step pretrain.py --corpus "$DATA_DIR/corpus/filtered.txt" --tokenizer-corpus "$DATA_DIR/corpus/full.txt" \
-    --outdir "$FILTERED_MODEL" --device "$device" "${force[@]}"
+    --outdir "$FILTERED_MODEL" --device "$device" "${threads[@]}" "${force[@]}"
 fi
 
 # --- 3. Unlearned models: ours (one per method) plus the preset's published ones ------------------

@@ -41,7 +41,8 @@ def build_parser(argv=None):
     p.add_argument("--init-seed", type=int, default=0, help="seed of the initial weights (keep equal for base and filtered)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order")
     p.add_argument("--device", type=cli.device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", default="auto", help="CPU threads (auto: 1 when the machine is busy)")
+    p.add_argument("--threads", default="auto", help="CPU threads (auto: all cores when the machine is idle, 1 when it is busy; "
+                   "the last bits of the weights depend on it, so the pipeline pins it to the preset's CPU_THREADS)")
     p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same parameters exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

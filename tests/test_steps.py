@@ -182,3 +182,14 @@ def test_the_report_finds_every_number(mini_world):
         assert key in table.columns, key
     row = table.loc["ga_simple"]
     assert row[[k for k, n in numbers().items() if n.signature]].notna().all()
+
+
+def test_readme_lists_every_script_and_presets_doc_every_key():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## The scripts")[1].split("\n## ")[0]
+    for script in {s.script for s in steps.STEPS} | {"infer.py", "pipeline.sh", "create_all_unlearning_models.sh"}:
+        assert f"| `{script}` |" in table, script
+    keys = {line.split("=", 1)[0] for env in (ROOT / "presets").glob("*.env")
+            for line in env.read_text().splitlines() if "=" in line and not line.startswith("#")}
+    doc = (ROOT / "docs" / "presets.md").read_text()
+    assert not [k for k in keys if f"`{k}`" not in doc], "keys missing from docs/presets.md"
