@@ -100,6 +100,8 @@ def sweep_models(args) -> list[str]:
     models_dir = Path(args.unlearned_dir)
     if models_dir.is_dir():
         for sub in sorted(models_dir.iterdir()):
+            if sub.name.startswith("."):      # a model still being written (staging folder)
+                continue
             if (sub / "config.json").is_file():
                 models.append(str(sub))
             elif sub.is_dir():

@@ -1,7 +1,8 @@
 """brittle: what makes LLM unlearning brittle?
 
-A small library behind the root-level scripts. One module per concern:
-``runtime`` (device, dtype, seeds, .env), ``io`` (atomic outputs, run metadata, skip markers),
-``cli`` (shared flags and one-line errors), ``models`` (loading, layer discovery, weight groups),
-``weights`` (paired tensor streaming from safetensors), ``metrics`` (pure numerics).
+The library behind the root-level scripts, one module per concern (the README's "Developing"
+section lists them). The entry points for a newcomer: ``steps`` (the step registry: every step's
+script, folder, files, columns, code and test), ``capture`` (the one hook API and numbering for
+hidden states), ``report_numbers`` (how every report number is formed), ``errors`` (the one error
+type a user sees).
 """

@@ -537,9 +537,11 @@ def _show(s: Step) -> str:
             out.append(f"             {c.name:<28} {c.meaning}")
     from brittle.report_numbers import READERS
 
-    numbers = [(r.file, n) for r in READERS if r.step == s.name for n in r.numbers]
-    for file, (number, label) in numbers:
-        out.append(f"  report   {number} ({label}) from {file}")
+    for reader in READERS:
+        if reader.step == s.name:
+            for n in reader.numbers:
+                out.append(f"  report   {n.key} ({n.label}) from {reader.file}, read by "
+                           f"brittle/report_numbers.py:{reader.read.__name__}")
     return "\n".join(out)
 
 

@@ -193,3 +193,17 @@ def test_readme_lists_every_script_and_presets_doc_every_key():
             for line in env.read_text().splitlines() if "=" in line and not line.startswith("#")}
     doc = (ROOT / "docs" / "presets.md").read_text()
     assert not [k for k in keys if f"`{k}`" not in doc], "keys missing from docs/presets.md"
+
+
+def test_the_registry_query_answers(capsys):
+    assert steps.main(["show", "lipschitzness"]) == 0
+    shown = capsys.readouterr().out
+    assert "local_lipschitzness_analysis.py" in shown and "brittle/sensitivity.py" in shown
+    assert "ratio_b_over_a" in shown and "report   lipschitz_change_forget" in shown
+    assert steps.main(["show", "relearn.py"]) == 0 and "relearning" in capsys.readouterr().out
+    assert steps.main(["show", "nope"]) == 2
+    capsys.readouterr()
+    assert steps.main(["scripts", "comparison"]) == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [s for s, _ in listed] == [s.script for s in steps.STEPS if s.scope == steps.COMPARISON]
+    assert dict(listed)["collect_param_stats.py"] == "cpu" and dict(listed)["collect_activation_norms.py"] == "device"
