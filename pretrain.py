@@ -23,6 +23,7 @@ from brittle import cli
 
 def build_parser(argv=None):
     p = cli.parser(__doc__)
+    cli.add_preset_arg(p, used=False)
     p.add_argument("--corpus", required=True, help="training text, one document per line")
     p.add_argument("--tokenizer-corpus", default=None,
                    help="text the word-level tokenizer is built from (default: --corpus); give the full "

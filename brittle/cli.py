@@ -120,7 +120,7 @@ def add_preset_arg(p: argparse.ArgumentParser, used: bool = True) -> None:
     flag too, so that every step script accepts one command line)."""
     p.add_argument("--preset", default="tiny", help=(
         "preset naming the models, data folder and sizes (presets/<name>.env, or a path to such a file)" if used
-        else "accepted like every step script's, unused: this step reads only the two checkpoints (or their CSVs)"))
+        else "accepted like every step script's; this script takes everything it reads from its other flags"))
 
 
 def from_preset(argv: Sequence[str] | None, key: str) -> str:

@@ -403,3 +403,26 @@ def test_help_shows_each_default_once_and_the_method_defaults():
     assert "rmu hyperparameters (tiny profile defaults)" in text
     assert f"(default: {PROFILES['rmu']['tiny']['steering_coeff']})" in text and "--epsilon" not in text
     assert "(default: 5e-05)" in unlearn.build_parser(["--method", "rmu", "--profile", "reference"]).format_help()
+
+
+def test_require_finite_is_exact_whatever_the_sum():
+    """The fast path (a finite sum) never hides a NaN or Inf, and an overflowing sum of finite
+    values is not mistaken for one (fp16 sums overflow at 65504)."""
+    import numpy as np
+
+    from brittle.errors import UserError, require_finite
+
+    require_finite(torch.full((100,), 60000.0, dtype=torch.float16), "big but finite fp16")   # sum overflows
+    require_finite(np.full(10, 1e308), "big but finite float64")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        t = torch.zeros(50)
+        t[7] = bad
+        with pytest.raises(UserError, match="holds NaN or Inf"):
+            require_finite(t, "t")
+        with pytest.raises(UserError):
+            require_finite(t.numpy(), "t")
+    both = torch.zeros(4)
+    both[0], both[1] = float("inf"), -float("inf")        # sum is NaN
+    with pytest.raises(UserError):
+        require_finite(both, "both")
+    require_finite(torch.arange(5), "integers")

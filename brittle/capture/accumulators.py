@@ -53,12 +53,13 @@ class ModelAccumulator:
     def hidden_state(self, index: int, h: torch.Tensor):
         mask, last = self._mask_on(h.device)
         hf = h.float()
-        require_finite(hf[mask], f"hidden state {index} of {self.label}",
+        real = hf[mask]                                   # (real tokens, d): padding never counts
+        require_finite(real, f"hidden state {index} of {self.label}",
                        "the model overflows on these texts (try --dtype float32) or its weights are broken")
         self.l1[self.idx, index] = (hf.abs().sum(-1) * mask).sum(1).double().cpu()
         self.l2[self.idx, index] = (hf.norm(dim=-1) * mask).sum(1).double().cpu()
         self.last[self.idx, index] = hf[torch.arange(hf.shape[0], device=hf.device), last].cpu()
-        self.hidden[index].update(hf[mask])
+        self.hidden[index].update(real)
 
     def mlp_input(self, slot: int, x: torch.Tensor):
         mask, _ = self._mask_on(x.device)
