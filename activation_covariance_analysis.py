@@ -52,7 +52,8 @@ def body(args, argv) -> int:
     from brittle.io import model_slug, save_figure, write_csv
     from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein
     from brittle.plotting.activations import covariance
-    from brittle.stats import pooled_covariance_eigs, resample_counts
+    from brittle.moments import pooled_covariance_eigs
+    from brittle.stats import resample_counts
 
     if args.moment_groups < 1:
         raise UserError("covariance needs moments: use --moment-groups 1 or more")

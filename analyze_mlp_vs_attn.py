@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from brittle import cli
+from brittle import cli, steps
 
 STEP = "mlp_attn_analysis"
 
@@ -40,10 +40,9 @@ def body(args, argv) -> int:
     from brittle.errors import UserError
     from brittle.io import StepRun, save_figure, write_csv
     from brittle.mlp_attn import by_block, summary
-    from brittle.param_stats import input_output_dirs
     from brittle.plotting import weights as plots
 
-    stats, outdir = input_output_dirs(args, STEP)
+    stats, outdir = steps.param_stats_dirs(args, STEP)
     step = StepRun(outdir, {}, argv, files={"per_layer.csv": stats / "per_layer.csv"})
     if step.should_skip(args.force):
         return 0

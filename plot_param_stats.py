@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from brittle import cli
+from brittle import cli, steps
 
 STEP = "param_plots"
 
@@ -39,10 +39,9 @@ def body(args, argv) -> int:
 
     from brittle.errors import UserError
     from brittle.io import StepRun, save_figure
-    from brittle.param_stats import input_output_dirs
     from brittle.plotting import weights as plots
 
-    stats, outdir = input_output_dirs(args, STEP)
+    stats, outdir = steps.param_stats_dirs(args, STEP)
     # The plots depend only on the CSVs: their digests are the inputs.
     step = StepRun(outdir, {}, argv, files={f: stats / f for f in ("per_matrix.csv", "per_layer.csv")})
     if step.should_skip(args.force):

@@ -170,7 +170,7 @@ def add_pair_args(p: argparse.ArgumentParser) -> None:
 
 def add_param_stats_input(p: argparse.ArgumentParser) -> None:
     """Flags of the steps that read step 1's CSVs: the pair (to find the default folders) or the
-    param_stats folder itself (``brittle.param_stats.input_output_dirs`` resolves them)."""
+    param_stats folder itself (``brittle.steps.param_stats_dirs`` resolves them)."""
     p.add_argument("--model-a", default=None, help="reference model (locates the default folders)")
     p.add_argument("--model-b", default=None, help="modified model (locates the default folders)")
     p.add_argument("--param-stats", default=None, help="param_stats folder written by collect_param_stats.py "

@@ -142,25 +142,3 @@ def describe_relatedness(summary: dict) -> str:
         kind = "A and B share part of their weights: read ΔW directions with care"
     return (f"relatedness cos(W_a, W_b) = {cos:.4f}, ||dW||/||W_a|| = {summary['fro_rel']:.4f} "
             f"(unrelated equal-norm weights give 0 and 1.414): {kind}")
-
-
-def input_output_dirs(args, out_step: str):
-    """``(param_stats_dir, outdir)`` from ``--param-stats``/``--outdir`` or the model pair; the
-    default output is the sibling folder ``out_step`` of param_stats."""
-    from pathlib import Path
-
-    from brittle import steps
-    from brittle.errors import UserError
-    from brittle.io import require_step
-
-    if args.param_stats:
-        stats = Path(args.param_stats)
-    elif args.model_a and args.model_b:
-        stats = steps.folder("param_stats", args.output_root, model_a=args.model_a, model_b=args.model_b)
-    else:
-        raise UserError("give --model-a and --model-b, or --param-stats")
-    how = (f"uv run collect_param_stats.py --model-a {args.model_a} --model-b {args.model_b}"
-           if args.model_a and args.model_b else "collect_param_stats.py for this pair")
-    require_step(stats, ["per_matrix.csv", "per_layer.csv"], how)
-    outdir = Path(args.outdir) if args.outdir else stats.parent / out_step
-    return stats, outdir

@@ -31,7 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from brittle.io import model_slug
+from brittle.errors import UserError
+from brittle.io import model_slug, require_step
 
 # Where a step's folder lives (``folder``): per comparison of two models, per model, or at the
 # root of the results; the model-making steps write where their --outdir says.
@@ -226,7 +227,7 @@ STEPS: tuple[Step, ...] = (
              File("separation.png", PNG))),
     Step("activation_covariance", "activation_covariance_analysis.py", COMPARISON,
          "did B change the shape of the activation distribution, and more on forget text?",
-         number="9", device=True, code="activation_covariance_analysis.py, brittle/metrics/distributions.py",
+         number="9", device=True, code="activation_covariance_analysis.py, brittle/moments.py, brittle/metrics/distributions.py",
          test="tests/test_activation_steps.py", files=(
              File("covariance_metrics.csv", "one row per (hidden state, split, model)", (
                  HIDDEN_STATE, SPLIT, MODEL_AB, Column("n_tokens", "non-pad tokens of the split"),
@@ -490,7 +491,29 @@ def outdir(args, name: str, **models: str) -> Path:
     return folder(name, getattr(args, "output_root", "outputs"), **models)
 
 
+def param_stats_dirs(args, out_step: str) -> tuple[Path, Path]:
+    """``(param_stats folder, output folder)`` of a step that reads step 1's CSVs: from
+    ``--param-stats``/``--outdir``, or from the model pair; the default output is ``out_step``'s
+    folder beside param_stats. A missing or unfinished param_stats folder is a UserError."""
+    if args.param_stats:
+        stats = Path(args.param_stats)
+    elif args.model_a and args.model_b:
+        stats = folder("param_stats", args.output_root, model_a=args.model_a, model_b=args.model_b)
+    else:
+        raise UserError("give --model-a and --model-b, or --param-stats")
+    how = (f"uv run collect_param_stats.py --model-a {args.model_a} --model-b {args.model_b}"
+           if args.model_a and args.model_b else "collect_param_stats.py for this pair")
+    require_step(stats, ["per_matrix.csv", "per_layer.csv"], how)
+    return stats, Path(args.outdir) if args.outdir else stats.parent / out_step
+
+
 # ------------------------------------------------------------------------------------ docs and query
+def _where(s: Step) -> str:
+    """Where step ``s`` writes, as a path pattern under the default ``outputs/``."""
+    return {COMPARISON: f"outputs/<a>__vs__<b>/{s.name}/", MODEL: f"outputs/<model>/{s.name}/",
+            ROOT: "outputs/", MADE: "--outdir"}[s.scope]
+
+
 def columns_markdown() -> str:
     """The column reference (docs/columns.md), generated from :data:`STEPS`."""
     lines = ["# Steps, files and columns", "",
@@ -502,8 +525,7 @@ def columns_markdown() -> str:
              "(texts resampled; seeded). `<j>` stands for a number, `<metric>`, `<pair>`, `<stat>`, `<term>` "
              "for the names listed beside them.", ""]
     for s in STEPS:
-        where = {COMPARISON: f"`outputs/<a>__vs__<b>/{s.name}/`", MODEL: f"`outputs/<model>/{s.name}/`",
-                 ROOT: "`outputs/`", MADE: "its `--outdir`"}[s.scope]
+        where = f"`{_where(s)}`" if s.scope != MADE else "its `--outdir`"
         number = f"step {s.number}: " if s.number else ""
         lines += [f"## `{s.name}` ({number}`{s.script}`)", "", f"{s.question[0].upper()}{s.question[1:]}", "",
                   f"Folder {where}. Computed in {', '.join(f'`{c.strip()}`' for c in s.code.split(','))}; "
@@ -526,8 +548,7 @@ def columns_markdown() -> str:
 def _show(s: Step) -> str:
     out = [f"{s.name}: {s.question}",
            f"  script   {s.script}" + (f" (seed step {s.number})" if s.number else ""),
-           "  folder   " + {COMPARISON: f"outputs/<a>__vs__<b>/{s.name}/", MODEL: f"outputs/<model>/{s.name}/",
-                             ROOT: "outputs/", MADE: "--outdir"}[s.scope],
+           f"  folder   {_where(s)}",
            f"  code     {s.code}", f"  test     {s.test}"]
     if s.reads:
         out.append(f"  reads    {', '.join(s.reads)}")
@@ -554,7 +575,6 @@ def main(argv=None) -> int:
     scripts = sub.add_parser("scripts", help="the scripts of one scope in pipeline order, each with 'device' "
                              "(runs a model: takes --device) or 'cpu' (for pipeline.sh)")
     scripts.add_argument("scope", choices=[COMPARISON, MODEL])
-    scripts.add_argument("--device", choices=["yes", "no", "any"], default="any", help="only steps that run a model (yes) or not")
     sub.add_parser("markdown", help="the column reference (docs/columns.md)")
     args = p.parse_args(argv)
     if args.command == "show":
@@ -567,7 +587,7 @@ def main(argv=None) -> int:
         print(_show(step(args.name)))
     elif args.command == "scripts":
         for s in STEPS:
-            if s.scope == args.scope and args.device in ("any", "yes" if s.device else "no"):
+            if s.scope == args.scope:
                 print(f"{s.script}\t{'device' if s.device else 'cpu'}")
     elif args.command == "markdown":
         sys.stdout.write(columns_markdown())

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein, subspace_energy
 from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
 from brittle.probes import auc, out_of_fold_scores, probe_metric_cis, probe_metrics
-from brittle.stats import pooled_covariance_eigs, ratio_ci, resample_counts
+from brittle.moments import pooled_covariance_eigs
+from brittle.stats import ratio_ci, resample_counts
 
 
 def test_spectrum_metrics_closed_forms_and_scipy():

@@ -11,7 +11,7 @@ import torch
 from brittle.capture import CaptureConfig, ModelSpec, ensure_captures
 from brittle.capture.hooks import hidden_states
 from brittle.io import read_lines
-from brittle.stats import StreamingMoments, covariance_from_sums
+from brittle.moments import StreamingMoments, covariance_from_sums
 from tests.activation_fixtures import FORGET, RETAIN, make_pair, write_texts
 from tests.tiny_models import TINY_TEXTS, make_tiny_model
 

@@ -10,6 +10,8 @@ the report must find every number without a missing step or a schema error.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -166,6 +168,20 @@ def test_registered_files_and_columns_are_what_the_script_wrote(mini_world, step
             [d.name for d in declared if d.name in written], f"{step.name}/{f.name}: order differs"
         absent = [d.name for d in declared if d.name not in written and not d.optional]
         assert not absent, f"{step.name}/{f.name}: registered but not written: {absent}"
+
+
+@pytest.mark.parametrize("step", [s for s in steps.STEPS if s.reads and not s.device], ids=lambda s: s.name)
+def test_steps_that_read_only_csvs_never_import_torch(mini_world, step, tmp_path):
+    """Step 2, 5, 6 and the report run once per model pair or run: importing torch (4 s and 800 MB
+    with the CUDA build) for a few CSVs would cost more than their work."""
+    models = (["--unlearned-dir", str(mini_world["root"] / "unlearned_models")] if step.scope == steps.ROOT else
+              ["--model-a", mini_world["base"], "--model-b", mini_world["unlearned"]])
+    args = [*models, "--output-root", str(mini_world["out"]), "--outdir", str(tmp_path), "--force"]
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {Path(step.script).stem} as s\n"
+            f"assert s.main({args!r}) == 0\nprint('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "False", f"{step.script} imported torch"
 
 
 def test_the_report_finds_every_number(mini_world):

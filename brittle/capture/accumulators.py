@@ -14,7 +14,7 @@ import torch
 
 from brittle.errors import require_finite
 from brittle.padding import last_positions
-from brittle.stats import StreamingMoments
+from brittle.moments import StreamingMoments
 
 
 class ModelAccumulator:
