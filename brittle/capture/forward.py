@@ -77,8 +77,7 @@ def ensure_captures(specs: list[ModelSpec], splits: dict[str, list[str]], cfg: C
     """Return the cached captures of ``specs`` (1 model, or 2 with ``pair=True``) on every split,
     running only what is missing. Models are loaded at most once per call."""
     root = Path(root)
-    _, dtype = cfg.resolved()
-    device = cfg.resolved()[0]
+    device, dtype = cfg.resolved()
     keys = [{s: model_key(m.model, m.revision, texts, cfg) for s, texts in splits.items()} for m in specs]
     model_dirs = [{s: root / model_slug(m.model) / f"{s}-{keys[i][s]}" for s in splits} for i, m in enumerate(specs)]
     pair_dirs = {}
