@@ -91,13 +91,20 @@ def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
 
 @lru_cache(maxsize=1)
 def hub_reachable(timeout: float = 5.0) -> tuple[bool, str]:
-    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds.
+    """Whether a TCP connection to the Hub endpoint, or to the proxy that reaches it (``HTTPS_PROXY``
+    and the like, as ``urllib`` reads them), opens within ``timeout`` seconds.
 
     transformers retries an unreachable Hub for about a minute per model; one socket tells in
-    seconds."""
+    seconds. Behind a proxy the endpoint itself is unreachable by design, so the proxy is asked."""
+    from urllib.request import getproxies, proxy_bypass
+
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     url = urlparse(endpoint)
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    proxy = getproxies().get(url.scheme) or getproxies().get("all")
+    if proxy and not proxy_bypass(host):
+        proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname or host, proxy_url.port or 8080
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:

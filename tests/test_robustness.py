@@ -128,6 +128,8 @@ def test_the_hub_check_takes_seconds_not_a_minute(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")         # nothing listens on the discard port
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):  # else the proxy would be asked
+        monkeypatch.delenv(var, raising=False)
     models.hub_reachable.cache_clear()
     models.resolve_source.cache_clear()
     try:
@@ -136,6 +138,33 @@ def test_the_hub_check_takes_seconds_not_a_minute(monkeypatch):
     finally:
         models.hub_reachable.cache_clear()
         models.resolve_source.cache_clear()
+
+
+def test_the_hub_check_asks_the_proxy_when_one_is_set(monkeypatch):
+    """Behind a proxy the Hub host is unreachable by design: the proxy decides."""
+    import socket
+
+    from brittle import models
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")     # .invalid never resolves
+    for var in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        models.hub_reachable.cache_clear()
+        assert models.hub_reachable() == (True, "")
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")         # a proxy that is down
+        models.hub_reachable.cache_clear()
+        reachable, why = models.hub_reachable()
+        assert not reachable and why.startswith("127.0.0.1")
+        monkeypatch.delenv("HTTPS_PROXY")                                 # no proxy: the host itself
+        models.hub_reachable.cache_clear()
+        reachable, why = models.hub_reachable()
+        assert not reachable and why.startswith("hub.invalid")
+    finally:
+        listener.close()
+        models.hub_reachable.cache_clear()
 
 
 # ------------------------------------------------------------------ NaN and Inf
