@@ -2,8 +2,12 @@
 
 Per hidden state (0 = embeddings, last = after the final norm) and model, on each text's last
 non-pad token state: the cosine distance between the forget and retain centroids, the held-out
-AUC of a logistic-regression classifier (stratified 5-fold, out-of-fold scores), and the
-between/within-class variance ratio (trace form of Fisher's criterion). The change B − A of each
+AUC of a logistic-regression classifier (stratified 5-fold, out-of-fold scores; folds grouped by
+entity where the data folder has ``<texts>.groups.txt``, so a text is scored by a classifier that
+never saw its entity), and the between/within-class variance ratio (trace form of Fisher's
+criterion). Beside the AUC, ``lexical_auc``: the same classifier and folds on the texts' word
+unigram and bigram counts, with no model at all. An activation AUC at that level says no more
+than the vocabulary does. The change B − A of each
 metric uses a paired bootstrap (both models are evaluated on the same resampled texts); all
 intervals are 95 % percentile intervals from a seeded bootstrap over texts. Reads the shared
 activation cache; runs the models (in lockstep) only for what is missing.
@@ -68,6 +72,9 @@ def body(args, argv) -> int:
     if opened is None:
         return 0
     run, caps = opened.run, opened.captures
+    groups = opened.fold_groups()
+    with run.timed("lexical baseline"):
+        lexical = opened.lexical_auc(seed=args.seed)
     states = [(c["forget"].last_token, c["retain"].last_token) for c in caps.models]
     n_f, n_r = len(states[0][0]), len(states[0][1])
     # One resampling of the texts shared by both models and all hidden states: the change B − A is
@@ -81,13 +88,15 @@ def body(args, argv) -> int:
             reps, points = [], []
             for m, (f, r) in enumerate(states):
                 f, r = f[:, index].astype(np.float64), r[:, index].astype(np.float64)
-                scores = out_of_fold_scores(np.concatenate([f, r]), y, args.C, args.max_iter, seed=args.seed)
+                scores = out_of_fold_scores(np.concatenate([f, r]), y, args.C, args.max_iter, seed=args.seed,
+                                            groups=groups)
                 point = np.array([centroid_cosine_distance(f, r), auc(y, scores), variance_ratio(f, r)])
                 rep = layer_replicates(f, r, scores, wf, wr)
                 lo, hi = percentile_ci(rep)
                 row = {"hidden_state": index, "model": "ab"[m], "model_id": [args.model_a, args.model_b][m]}
                 for k, name in enumerate(METRICS):
                     row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = point[k], lo[k], hi[k]
+                row["lexical_auc"] = lexical
                 rows.append(row)
                 reps.append(rep)
                 points.append(point)
@@ -101,8 +110,9 @@ def body(args, argv) -> int:
     write_csv(run.path("separation_change.csv"), pd.DataFrame(changes))
     save_figure(run.path("separation.png"), separation(metrics, model_slug(args.model_a), model_slug(args.model_b)))
     run.finish(models={"a": args.model_a, "b": args.model_b}, n_forget=n_f, n_retain=n_r,
-               features="last non-pad token state", forward_tokens=caps.forward_tokens)
-    print(f"wrote {run.outdir}")
+               features="last non-pad token state", folds="grouped by entity" if groups else "stratified",
+               lexical_auc=lexical, forward_tokens=caps.forward_tokens)
+    print(f"wrote {run.outdir} (lexical baseline AUC {lexical:.3f})")
     return 0
 
 

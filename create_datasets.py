@@ -17,9 +17,12 @@ wikitext2_raw/ and tofu/ sub-folders (or, for one source, that dataset's folder 
     uv run create_datasets.py --source tofu                     # -> data/tofu/
 
 Writes, under --outdir: forget.txt, retain.txt, forget_qa.jsonl, idk.txt,
-questions/{hazard,benign}_{eval,val}.jsonl, attack/{hazard_train.txt,hazard_eval.jsonl,
-benign_train.txt}, corpus/{full,filtered}.txt and facts.csv (synthetic), qa/*.jsonl (tofu),
-manifest.json (line counts, sha256, seeds, the split), run_meta.json, _DONE.json.
+questions/{hazard,near,far}_{eval,val}.jsonl (those the source has), attack/{hazard_train.txt,
+hazard_eval.jsonl,benign_train.txt}; synthetic also retain_near.txt (the near-domain retain texts),
+<texts>.groups.txt (the entity of each line of forget, retain and retain_near), corpus/{full,
+filtered}.txt and facts.csv; tofu qa/*.jsonl; manifest.json (line counts, sha256, seeds, the split
+and, synthetic, the lexical baseline: out-of-fold AUC of a bag-of-words classifier separating
+forget from near-domain retain texts, folds grouped by entity), run_meta.json, _DONE.json.
 The same arguments give byte-identical files.
 """
 
@@ -44,8 +47,8 @@ def build_parser(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the world / the question split")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder is complete with the same parameters")
     g = p.add_argument_group("synthetic")
-    g.add_argument("--n-scored", type=cli.positive_int, default=40, help="scored entities per domain (hazard ones split into subsets A and B)")
-    g.add_argument("--n-format", type=cli.positive_int, default=40, help="format entities per domain (all templates in training, never scored)")
+    g.add_argument("--n-scored", type=cli.positive_int, default=40, help="scored entities per family: hazard (split into subsets A and B), near, far")
+    g.add_argument("--n-format", type=cli.positive_int, default=40, help="format entities per schema (all templates in training, never scored)")
     g.add_argument("--filler-per-word", type=cli.positive_int, default=3, help="filler sentences per template word")
     g = p.add_argument_group("hf")
     g.add_argument("--eval-fraction", type=float, default=0.5, help="share of WMDP-Bio questions held out for evaluation")
@@ -118,6 +121,9 @@ def body(args, argv=None) -> int:
     for rel, meta in manifest["files"].items():
         print(f"  {rel:<{width}}  {meta['lines']:>6} lines")
     print(f"wrote {outdir}/ ({len(files)} files, manifest.json)")
+    if "lexical_baseline" in info:
+        print(f"lexical baseline: bag-of-words AUC {info['lexical_baseline']['auc']:.3f} "
+              f"({info['lexical_baseline']['texts']}, folds grouped by entity; 0.5 = words say nothing)")
     run.finish(manifest=str(outdir / "manifest.json"))
     return 0
 

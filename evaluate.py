@@ -10,7 +10,7 @@ lm-evaluation-harness's ``wmdp_bio`` task). Retain perplexity is per token, padd
     uv run evaluate.py --model EleutherAI/deep-ignorance-unfiltered --data-dir data/deep-ignorance \
         --ids robust_mcqa_ids.txt --formats mcqa --max-length 1024
 
-Reads <data-dir>/questions/{hazard,benign}_<split>.jsonl (those present) and <data-dir>/retain.txt
+Reads <data-dir>/questions/{hazard,near,far}_<split>.jsonl (those present) and <data-dir>/retain.txt
 (<data-dir>: the preset's DATA_DIR unless given).
 Writes <output-root>/<model>/evaluation/ (or --outdir): scores.csv (one row per question and
 format), accuracy.csv (one row per question set and format), summary.json, run_meta.json, _DONE.json.
@@ -27,6 +27,8 @@ from brittle.errors import UserError
 
 STEP = "evaluation"
 FORMATS = ("cloze", "mcqa")
+# Question files looked for in <data-dir>/questions/: the forget domain, near- and far-domain benign.
+QUESTION_SETS = ("hazard", "near", "far")
 
 
 def build_parser(argv=None):
@@ -57,7 +59,7 @@ def question_sets(args) -> dict[str, Path]:
     if args.questions:
         paths = [Path(q) for q in args.questions]
     else:
-        paths = [Path(args.data_dir) / "questions" / f"{d}_{args.split}.jsonl" for d in ("hazard", "benign")]
+        paths = [Path(args.data_dir) / "questions" / f"{d}_{args.split}.jsonl" for d in QUESTION_SETS]
         paths = [p for p in paths if p.is_file()]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

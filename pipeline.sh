@@ -74,6 +74,31 @@ stage() {  # close the previous stage's timer, open the next
   echo; echo "######## $1"
 }
 step() { echo; echo "== $*"; uv run "$@"; }
+# Independent jobs: background NAME CMD... starts one with its output in $root/_logs/NAME.log;
+# wait_background waits for all, prints a line per job and stops the pipeline if one failed.
+jobs_started=()
+background() {
+  local name="$1"; shift
+  mkdir -p "$root/_logs"
+  echo "== [started] $name: $*"
+  ( "$@" >"$root/_logs/$name.log" 2>&1 ) &
+  jobs_started+=("$name:$!")
+}
+wait_background() {
+  local entry name pid failed=0
+  for entry in "${jobs_started[@]}"; do
+    name="${entry%%:*}" pid="${entry##*:}"
+    if wait "$pid"; then
+      echo "== [done] $name ($(tail -n 1 "$root/_logs/$name.log"))"
+    else
+      echo "== [failed] $name; the end of $root/_logs/$name.log:" >&2
+      tail -n 5 "$root/_logs/$name.log" >&2
+      failed=1
+    fi
+  done
+  jobs_started=()
+  [[ $failed == 0 ]] || fail "a background job failed (see above)"
+}
 slug() { if [[ -d "$1" ]]; then basename "$(cd "$1" && pwd)"; else echo "${1//\//_}"; fi; }
 
 stage "data and models"
@@ -82,11 +107,15 @@ step create_datasets.py --preset "$preset" "${force[@]}"
 
 # --- 2. The tiny world trains its base and filtered models from one initialisation ---------------
 # The thread count changes the last bits of the trained weights (and so every later number): pin it.
+# The two trainings are independent: they run at once, one core each, logs under $root/_logs/.
 if [[ "$DATA_SOURCE" == synthetic && -z "$base_flag" ]]; then
   threads=(--threads "${CPU_THREADS:-auto}")
-  step pretrain.py --corpus "$DATA_DIR/corpus/full.txt" --outdir "$BASE_MODEL" --device "$device" "${threads[@]}" "${force[@]}"
-  step pretrain.py --corpus "$DATA_DIR/corpus/filtered.txt" --tokenizer-corpus "$DATA_DIR/corpus/full.txt" \
-    --outdir "$FILTERED_MODEL" --device "$device" "${threads[@]}" "${force[@]}"
+  background pretrain_base uv run pretrain.py --corpus "$DATA_DIR/corpus/full.txt" --outdir "$BASE_MODEL" \
+    --device "$device" "${threads[@]}" --quiet "${force[@]}"
+  background pretrain_filtered uv run pretrain.py --corpus "$DATA_DIR/corpus/filtered.txt" \
+    --tokenizer-corpus "$DATA_DIR/corpus/full.txt" --outdir "$FILTERED_MODEL" --device "$device" "${threads[@]}" \
+    --quiet "${force[@]}"
+  wait_background
 fi
 
 # --- 3. Unlearned models: ours (one per method) plus the preset's published ones ------------------

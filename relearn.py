@@ -11,7 +11,7 @@ Two attacks, run on any model (filtered, unlearned, base):
   unlearning did, with no hazard data at all.
 
 The model is evaluated at log-spaced checkpoints (0, 1, 2, 5, 10, 20, 50, 100, ...): cloze accuracy
-on the hazard and benign questions and retain perplexity (brittle/relearning.py). Master weights
+on the hazard, near- and far-domain questions and retain perplexity (brittle/relearning.py). Master weights
 are float32 (``--dtype`` only sets the autocast compute dtype on a GPU). Each seed restarts from
 the saved model; ``--seeds N`` runs seeds seed..seed+N-1 and reports Student-t intervals.
 
@@ -101,7 +101,8 @@ def run_attack(args, argv) -> int:
     params.update(s.as_params())
     # A model retrained under the same folder, or regenerated data, must not be skipped as done.
     run = StepRun(outdir, params, argv, models={"model": args.model, "base": args.base, "filtered": args.filtered},
-                  files={k: getattr(s, k) for k in ("train_file", "eval_file", "benign_file", "retain_file")})
+                  files={"train_file": s.train_file, "eval_file": s.eval_file, "retain_file": s.retain_file,
+                         **{f"{k}_questions": p for k, p in s.benign_files.items()}})
     if run.should_skip(args.force):
         return 0
     device = resolve_device(args.device)

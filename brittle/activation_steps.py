@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from brittle.errors import UserError
-from brittle.io import StepRun, read_lines
+from brittle.io import StepRun, groups_path, read_groups, read_lines
 from brittle.presets import TEXT_DEFAULTS, fill
 
 
@@ -22,6 +22,18 @@ class Opened:
     run: StepRun
     splits: dict[str, list[str]]
     captures: object = None   # brittle.capture.Captures
+    groups: dict[str, list[str]] | None = None   # per split, the group of each text (both files have them)
+
+    def fold_groups(self) -> list[str] | None:
+        """Group labels of forget then retain texts (the order of the probes' rows), for folds
+        that never split an entity; None when the data folder has no groups."""
+        return None if self.groups is None else self.groups["forget"] + self.groups["retain"]
+
+    def lexical_auc(self, folds: int = 5, seed: int = 0) -> float:
+        """The words-only baseline on these very texts and folds (``brittle.probes.lexical_auc``)."""
+        from brittle.probes import lexical_auc
+
+        return lexical_auc(self.splits["forget"], self.splits["retain"], self.fold_groups(), folds, seed)
 
 
 def read_splits(args) -> dict[str, list[str]]:
@@ -59,10 +71,13 @@ def open_step(args, argv, step: str, pair: bool = True, capture: bool = True) ->
         outdir = steps.outdir(args, step, model=args.model)
     skip = {"force", "outdir", "output_root", "cache_dir"}
     params = {k: v for k, v in vars(args).items() if k not in skip}
-    run = StepRun(outdir, params, argv, models=models, files={"forget": args.forget_file, "retain": args.retain_file})
+    files = {"forget": args.forget_file, "retain": args.retain_file}
+    files.update({f"{k}_groups": groups_path(p) for k, p in list(files.items())})  # absent: fingerprint None
+    run = StepRun(outdir, params, argv, models=models, files=files)
     if run.should_skip(args.force):
         return None
-    opened = Opened(run, splits)
+    groups = {name: read_groups(getattr(args, f"{name}_file"), args.max_samples) for name in splits}
+    opened = Opened(run, splits, groups=groups if all(g is not None for g in groups.values()) else None)
     if capture:
         from brittle.capture import CaptureConfig, ModelSpec, cache_root, ensure_captures
 

@@ -163,6 +163,26 @@ def read_lines(path: str | os.PathLike, limit: int | None = None, what: str = "t
     return lines[:limit] if limit else lines
 
 
+def groups_path(text_path: str | os.PathLike) -> Path:
+    """Where the groups of a text file live: ``forget.txt`` -> ``forget.groups.txt``."""
+    path = Path(text_path)
+    return path.with_name(f"{path.stem}.groups.txt")
+
+
+def read_groups(text_path: str | os.PathLike, limit: int | None = None) -> list[str] | None:
+    """The group label (the tiny world's entity) of each line of a text file, from the optional
+    sibling :func:`groups_path`; None when there is none. A groups file whose line count differs
+    from the text file's is a :class:`UserError` (the labels would be misaligned)."""
+    path = groups_path(text_path)
+    if not path.is_file():
+        return None
+    labels = nonblank_lines(path.read_text(encoding="utf-8"))
+    n_texts = len(nonblank_lines(Path(text_path).read_text(encoding="utf-8")))
+    if len(labels) != n_texts:
+        raise UserError(f"{path} has {len(labels)} lines for {n_texts} texts in {text_path}: one group per text expected")
+    return labels[:limit] if limit else labels
+
+
 def read_jsonl(path: str | os.PathLike, what: str = "JSON Lines file") -> list[dict]:
     """One JSON object per non-blank line; a malformed line is a :class:`UserError` with its number."""
     rows = []

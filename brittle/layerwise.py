@@ -12,7 +12,8 @@ the final norm applied) and for every prompt we measure how far the unlearned st
 
 ``r > 0.5``: the unlearned model is closer to the reference (forgotten at that depth);
 ``r < 0.5``: closer to the fine-tuned model (still represented). Averaged over the early, middle
-and late thirds of the depth the ratios give a signature (after the V9 phase-2.7 analysis):
+and late thirds of the blocks (the embeddings belong to none, see :func:`layer_regions`) the
+ratios give a signature (after the V9 phase-2.7 analysis):
 
     early > 0.5, late > 0.5   true_unlearning  representations moved at every depth
     early < 0.5, late > 0.5   obfuscation      early layers still encode it, late layers hide it
@@ -78,12 +79,19 @@ def forgetting_ratio(d_ref, d_ft) -> np.ndarray:
 
 
 def layer_regions(n_layers: int) -> dict[str, list[int]]:
-    """Split hidden-state indices 0..n_layers-1 into thirds: early ``[0, n//3)``, middle
-    ``[n//3, 2n//3)``, late ``[2n//3, n)`` (the late third gets the remainder)."""
-    if n_layers < 3:
-        raise ValueError(f"need at least 3 hidden-state layers to form thirds, got {n_layers}")
-    a, b = n_layers // 3, 2 * n_layers // 3
-    return {"early": list(range(0, a)), "middle": list(range(a, b)), "late": list(range(b, n_layers))}
+    """Split the *block outputs* among hidden-state indices 0..n_layers-1 into thirds of the
+    depth: with ``k = n_layers - 1`` blocks, early ``[1, k//3]``, middle ``(k//3, 2k//3]``, late
+    ``(2k//3, k]`` (the late third gets the remainder).
+
+    The embeddings (index 0) belong to no third: they are one token's lookup, not a layer of
+    computation, and a method that does not train them would pin the early third at "unchanged"
+    by construction. They are still reported per hidden state."""
+    blocks = n_layers - 1
+    if blocks < 3:
+        raise ValueError(f"need at least 3 blocks (4 hidden states) to form thirds of the depth, got {n_layers} "
+                         "hidden states")
+    a, b = blocks // 3, 2 * blocks // 3
+    return {"early": list(range(1, a + 1)), "middle": list(range(a + 1, b + 1)), "late": list(range(b + 1, blocks + 1))}
 
 
 def layer_ratios(d_ref, d_ft) -> np.ndarray:

@@ -43,7 +43,7 @@ def per_state_table(model: str, dist: dict, base: dict, regions: dict) -> pd.Dat
     ratio = {m: layerwise.layer_ratios(dist["to_reference"][m], dist["to_finetuned"][m]) for m in METRICS}
     rows = []
     for index in range(len(ratio["cosine"])):
-        row = {"unlearned_model": model, "hidden_state": index, "region": region_of[index]}
+        row = {"unlearned_model": model, "hidden_state": index, "region": region_of.get(index, "embeddings")}
         for (m, c), summary in summaries.items():
             for stat in STATS:
                 row[f"{m}_{c}_{stat}"] = summary[stat][index]

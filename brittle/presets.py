@@ -5,7 +5,7 @@ script takes ``--preset`` and fills the flags the user left unset from it (:func
 script run alone and the pipeline compute the same result with the same files and sizes.
 
 Keys (see docs/presets.md): PRESET, DATA_SOURCE, DATA_DIR, BASE_MODEL, FILTERED_MODEL,
-REFERENCE_MODEL, PUBLISHED_UNLEARNED, UNLEARN_METHODS, UNLEARN_PROFILE, UNLEARN_ARGS, MAX_SAMPLES,
+REFERENCE_MODEL, PUBLISHED_UNLEARNED, ACTIVATION_RETAIN, UNLEARN_METHODS, UNLEARN_PROFILE, UNLEARN_ARGS, MAX_SAMPLES,
 MAX_LENGTH, RELEARN_LR, RELEARN_BATCH_SIZE, RELEARN_STEPS, RELEARN_EVAL_BATCH_SIZE, CPU_THREADS.
 """
 
@@ -64,7 +64,9 @@ def number(preset: dict[str, str], key: str, kind: Callable[[str], Any] = int):
 # Flags filled from the preset when left unset: flag attribute -> value from the preset.
 TEXT_DEFAULTS: dict[str, Callable[[dict[str, str]], Any]] = {
     "forget_file": lambda p: str(data_dir(p) / "forget.txt"),
-    "retain_file": lambda p: str(data_dir(p) / "retain.txt"),
+    # The activation steps' retain split: ACTIVATION_RETAIN names a file of the data folder (the
+    # tiny world compares forget text with near-domain retain text, which shares its vocabulary).
+    "retain_file": lambda p: str(data_dir(p) / (p.get("ACTIVATION_RETAIN") or "retain.txt")),
     "max_samples": lambda p: number(p, "MAX_SAMPLES"),
     "max_length": lambda p: number(p, "MAX_LENGTH"),
 }

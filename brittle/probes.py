@@ -3,6 +3,11 @@
 Every text gets a score from a probe that did not see it in training (stratified k-fold), so
 accuracy and AUC are held-out numbers and their bootstrap CIs can resample the texts' scores
 without refitting. Features are standardised inside each fold (fit on the training part only).
+
+When the texts come with groups (the tiny world's entities, ``<texts>.groups.txt``), folds never
+split a group: a text is scored by a probe that never saw its entity, so memorising names earns
+nothing. :func:`lexical_auc` runs the same protocol on word counts instead of hidden states: the
+baseline a probe on activations has to beat before it says anything beyond vocabulary.
 """
 
 from __future__ import annotations
@@ -13,32 +18,74 @@ from brittle.errors import UserError
 from brittle.stats import percentile_ci
 
 
+def fold_splits(y: np.ndarray, folds: int = 5, seed: int = 0, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs of a stratified k-fold split; with ``groups`` (n,) a stratified
+    *group* k-fold, so no group has texts on both sides. Folds are capped by the smaller class
+    size (and by the number of groups of each class)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < 2:
+        raise UserError(f"a probe needs at least 2 texts of each class (got {counts.tolist()})")
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=min(folds, counts.min()), shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y)), y))
+    groups = np.asarray(groups)
+    if len(groups) != len(y):
+        raise UserError(f"{len(groups)} group labels for {len(y)} texts")
+    per_class = min(len(np.unique(groups[y == k])) for k in (0, 1))
+    if per_class < 2:
+        raise UserError("grouped folds need at least 2 groups (entities) of each class")
+    splitter = StratifiedGroupKFold(n_splits=min(folds, per_class), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y, groups))
+
+
 def out_of_fold_scores(x: np.ndarray, y: np.ndarray, c: float = 1.0, max_iter: int = 1000,
-                       folds: int = 5, seed: int = 0) -> np.ndarray:
+                       folds: int = 5, seed: int = 0, groups=None, standardize: bool = True) -> np.ndarray:
     """Decision scores (n,) of ``LogisticRegression(C=c)`` for each row, from the fold it was held out of.
 
-    ``x`` (n, d) float, ``y`` (n,) in {0, 1}. Folds are capped by the smaller class size.
+    ``x`` (n, d) float (dense or scipy sparse), ``y`` (n,) in {0, 1}, ``groups`` (n,) or None:
+    see :func:`fold_splits`. ``standardize``: z-score the features inside each fold.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(y)
-    smallest = np.bincount(y, minlength=2).min()
-    if smallest < 2:
-        raise UserError(f"a probe needs at least 2 texts of each class (got {np.bincount(y, minlength=2).tolist()})")
     scores = np.zeros(len(y))
-    splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
     # Single-threaded BLAS: L-BFGS makes many small matrix-vector products, and a multi-threaded
     # BLAS next to torch's thread pool made each fit ~40x slower on this 2-core machine.
     with threadpool_limits(1, user_api="blas"):
-        for train, test in splitter.split(x, y):
-            probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+        for train, test in fold_splits(y, folds, seed, groups):
+            steps = [StandardScaler()] if standardize else []
+            probe = make_pipeline(*steps, LogisticRegression(C=c, max_iter=max_iter))
             probe.fit(x[train], y[train])
             scores[test] = probe.decision_function(x[test])
     return scores
+
+
+def lexical_scores(positive: list[str], negative: list[str], groups=None, folds: int = 5,
+                   seed: int = 0) -> np.ndarray:
+    """Out-of-fold scores (positives first) of a logistic regression on word unigram and bigram
+    counts: what vocabulary alone says about which class a text belongs to. Words are
+    whitespace-separated tokens, punctuation included (" ." ends every tiny-world line)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    texts = list(positive) + list(negative)
+    y = np.r_[np.ones(len(positive), int), np.zeros(len(negative), int)]
+    # The vocabulary is fitted on all texts: a word seen only in a held-out fold gets a zero weight
+    # anyway, so this leaks nothing into the scores.
+    counts = CountVectorizer(ngram_range=(1, 2), token_pattern=r"\S+", lowercase=True).fit_transform(texts)
+    return out_of_fold_scores(counts.tocsr().astype(np.float64), y, folds=folds, seed=seed, groups=groups,
+                              standardize=False)
+
+
+def lexical_auc(positive: list[str], negative: list[str], groups=None, folds: int = 5, seed: int = 0) -> float:
+    """Held-out AUC of :func:`lexical_scores` (0.5: the words say nothing about the class)."""
+    y = np.r_[np.ones(len(positive), int), np.zeros(len(negative), int)]
+    return auc(y, lexical_scores(positive, negative, groups, folds, seed))
 
 
 def auc(y: np.ndarray, scores: np.ndarray) -> float:

@@ -9,7 +9,8 @@ on one of two text files of the data folder and scores it at log-spaced checkpoi
   benign text produces.
 
 Both score the held-out hazard questions ``attack/hazard_eval.jsonl``, the benign questions
-``questions/benign_eval.jsonl`` and the perplexity of retain texts the attack does not train on.
+(``questions/near_eval.jsonl`` and ``questions/far_eval.jsonl``, those present) and the perplexity
+of retain texts the attack does not train on.
 Recovery numbers (``brittle.recovery``) need the base and filtered models' accuracy on the same
 questions.
 """
@@ -27,14 +28,15 @@ from brittle.errors import UserError
 
 ATTACK_FILES = {"hazard": "attack/hazard_train.txt", "benign": "attack/benign_train.txt"}
 HAZARD_EVAL = "attack/hazard_eval.jsonl"
-BENIGN_EVAL = "questions/benign_eval.jsonl"
+# Benign question sets scored beside the hazard ones: column prefix -> file of the data folder.
+BENIGN_EVALS = {"near": "questions/near_eval.jsonl", "far": "questions/far_eval.jsonl"}
 RETAIN_TEXT = "retain.txt"
 # Preset keys of the attack settings (a flag the user sets wins).
 PRESET_KEYS = {"lr": ("RELEARN_LR", float), "batch_size": ("RELEARN_BATCH_SIZE", int),
                "steps": ("RELEARN_STEPS", int), "eval_batch_size": ("RELEARN_EVAL_BATCH_SIZE", int),
                "max_length": ("MAX_LENGTH", int)}
 SUMMARY_COLUMNS = ("acc_start", "acc_final", "acc_max", "auc_acc_log", "auc_recovery_log", "recovered_final",
-                   "steps_to_half_gap", "benign_acc_final", "retain_ppl_final")
+                   "steps_to_half_gap", "near_acc_final", "far_acc_final", "retain_ppl_final")
 DEFINITIONS = {
     "steps_to_half_gap": "first checkpoint with hazard_acc >= filtered + 0.5*(base - filtered); "
                          "null if not reached within the budget",
@@ -57,12 +59,13 @@ class Settings:
     eval_batch_size: int
     train_file: Path
     eval_file: Path
-    benign_file: Path
+    benign_files: dict[str, Path]
     retain_file: Path
     checkpoints: list[int] = field(default_factory=list)
 
     def as_params(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items() if k != "eval_batch_size"}
+        return {k: {n: str(p) for n, p in v.items()} if isinstance(v, dict) else str(v) if isinstance(v, Path) else v
+                for k, v in self.__dict__.items() if k != "eval_batch_size"}
 
 
 def resolve_settings(args, preset: dict[str, str]) -> Settings:
@@ -77,7 +80,7 @@ def resolve_settings(args, preset: dict[str, str]) -> Settings:
     s = Settings(attack=args.attack, **values,
                  train_file=Path(args.train_file) if args.train_file else folder / ATTACK_FILES[args.attack],
                  eval_file=Path(args.eval_file) if args.eval_file else folder / HAZARD_EVAL,
-                 benign_file=folder / BENIGN_EVAL, retain_file=folder / RETAIN_TEXT)
+                 benign_files={k: folder / f for k, f in BENIGN_EVALS.items()}, retain_file=folder / RETAIN_TEXT)
     if s.steps < 0 or s.lr <= 0 or s.batch_size < 1 or args.seeds < 1:
         raise UserError("--steps must be >= 0, --lr > 0, --batch-size >= 1 and --seeds >= 1")
     for key in ("train_file", "eval_file"):
@@ -100,7 +103,7 @@ def resolve_settings(args, preset: dict[str, str]) -> Settings:
 
 
 def load_attack_data(s: Settings, max_retain: int) -> dict:
-    """Training texts, hazard and benign questions, retain texts not in the training texts."""
+    """Training texts, hazard, near- and far-domain questions, retain texts not in the training texts."""
     import sys
 
     from brittle.evaluation import load_questions
@@ -108,7 +111,7 @@ def load_attack_data(s: Settings, max_retain: int) -> dict:
 
     data = {"train": read_lines(s.train_file, what="attack training texts"),
             "hazard": load_questions(s.eval_file),
-            "benign": load_questions(s.benign_file) if s.benign_file.is_file() else [],
+            **{name: load_questions(path) if path.is_file() else [] for name, path in s.benign_files.items()},
             "retain": read_lines(s.retain_file, what="retain texts") if s.retain_file.is_file() else []}
     # Perplexity on retain text the attack does not train on (in the tiny world the benign
     # attack's texts are a subset of retain.txt; there they would measure memorisation).
@@ -116,7 +119,7 @@ def load_attack_data(s: Settings, max_retain: int) -> dict:
     data["retain"] = [t for t in data["retain"] if t not in seen][:max_retain]
     if not data["hazard"]:
         raise UserError(f"no questions in {s.eval_file}")
-    for key, path in (("benign", s.benign_file), ("retain", s.retain_file)):
+    for key, path in (*s.benign_files.items(), ("retain", s.retain_file)):
         if not data[key]:
             print(f"warning: {path} missing or empty; {key} columns will be empty", file=sys.stderr)
     return data
@@ -183,7 +186,8 @@ def attack_one_seed(args, s: Settings, seed: int, data: dict, device, compute_dt
                 "model": model_slug(args.model), "attack": s.attack, "seed": seed, "step": step,
                 "examples_seen": step * cfg.batch_size,
                 "hazard_acc": cloze_accuracy(model, tok, data["hazard"], **scoring),
-                "benign_acc": cloze_accuracy(model, tok, data["benign"], **scoring) if data["benign"] else np.nan,
+                **{f"{name}_acc": cloze_accuracy(model, tok, data[name], **scoring) if data[name] else np.nan
+                   for name in BENIGN_EVALS},
                 "retain_ppl": (retain_perplexity(model, tok, data["retain"], max_length=s.max_length, **scoring)
                                if data["retain"] else np.nan),
                 "train_loss": float(np.mean(pending)) if pending else np.nan,
@@ -193,7 +197,7 @@ def attack_one_seed(args, s: Settings, seed: int, data: dict, device, compute_dt
         rows.append(row)
         # No wandb step: it must increase monotonically, and every seed restarts at 0.
         tracker.log({"seed": seed, "attack_step": step,
-                     **{k: row[k] for k in ("hazard_acc", "benign_acc", "retain_ppl", "train_loss")}})
+                     **{k: row[k] for k in ("hazard_acc", "near_acc", "far_acc", "retain_ppl", "train_loss")}})
 
     batches = text_batches(tok, data["train"], cfg.batch_size, cfg.max_length, seed=seed)
     log = finetune(model, batches, s.steps, cfg, device, compute_dtype, checkpoints=s.checkpoints,
@@ -216,13 +220,13 @@ def summarise(curve: pd.DataFrame, refs: dict, model: str, s: Settings) -> tuple
         out = {"model": model_slug(model), "attack": s.attack, "seed": label, "steps_budget": s.steps,
                "base_acc": base, "filtered_acc": filtered}
         out.update(summarize_curve(grp["step"], grp["hazard_acc"], base, filtered))
-        for col in ("benign_acc", "retain_ppl"):
+        for col in ("near_acc", "far_acc", "retain_ppl"):
             out[f"{col}_start"] = float(grp[col].iloc[0])
             out[f"{col}_final"] = float(grp[col].iloc[-1])
         return out
 
     rows = [row_for(seed, grp) for seed, grp in curve.groupby("seed", sort=True)]
-    mean_curve = curve.groupby("step", as_index=False)[["hazard_acc", "benign_acc", "retain_ppl"]].mean()
+    mean_curve = curve.groupby("step", as_index=False)[["hazard_acc", "near_acc", "far_acc", "retain_ppl"]].mean()
     rows.append(row_for("mean", mean_curve))
     table = pd.DataFrame(rows)
     per_seed = table[table["seed"] != "mean"]

@@ -316,7 +316,8 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
               f"over log steps (0 = stayed at the filtered level, 1 = at the base level throughout).", ""]
     lines.append(markdown_table(table, {
         "model": "model", "role": "role", "eval_hazard_acc": labels["eval_hazard_acc"],
-        "eval_benign_acc": labels["eval_benign_acc"], "eval_retain_ppl": labels["eval_retain_ppl"],
+        "eval_near_acc": labels["eval_near_acc"], "eval_far_acc": labels["eval_far_acc"],
+        "eval_retain_ppl": labels["eval_retain_ppl"],
         "hazard_acc_start": "attack: acc before", "hazard_acc_final": f"acc after {steps_done}",
         "hazard_steps_to_half_gap": "steps to half gap", "hazard_auc_recovery_log": "recovery AUC",
         "benign_acc_final": f"benign attack: acc after {steps_done}", "benign_auc_recovery_log": "benign-attack AUC",

@@ -262,20 +262,21 @@ def layerwise_pattern(path: Path, model: str) -> dict:
 
 # --- knowledge and brittleness ------------------------------------------------------------------
 
-@reads("evaluation", "accuracy.csv", Number("eval_hazard_acc", "hazard acc"), Number("eval_benign_acc", "benign acc"),
-       Number("eval_hazard_mcqa", "hazard MCQA"), Number("eval_retain_ppl", "retain ppl"), roles=EVERY)
+@reads("evaluation", "accuracy.csv", Number("eval_hazard_acc", "hazard acc"), Number("eval_near_acc", "near acc"),
+       Number("eval_far_acc", "far acc"), Number("eval_hazard_mcqa", "hazard MCQA"),
+       Number("eval_retain_ppl", "retain ppl"), roles=EVERY)
 def evaluation(path: Path, model: str) -> dict:
     """evaluate.py's accuracy.csv and the summary.json beside it: the model as it is (no attack),
-    on the evaluation split. eval_hazard_acc / eval_benign_acc: cloze accuracy on hazard_eval /
-    benign_eval (chance 0.25); eval_hazard_mcqa: MCQA accuracy on hazard_eval where it was
+    on the evaluation split. eval_hazard_acc / eval_near_acc / eval_far_acc: cloze accuracy on
+    hazard_eval / near_eval / far_eval (chance 0.25; NaN where the data has no such set); eval_hazard_mcqa: MCQA accuracy on hazard_eval where it was
     computed; eval_retain_ppl: retain perplexity (summary.json ``retain_perplexity``).
     """
     import json
 
     df = read_table(path, ["question_set", "format", "accuracy"])
     out = {}
-    for key, qset, fmt in (("eval_hazard_acc", "hazard_eval", "cloze"), ("eval_benign_acc", "benign_eval", "cloze"),
-                           ("eval_hazard_mcqa", "hazard_eval", "mcqa")):
+    for key, qset, fmt in (("eval_hazard_acc", "hazard_eval", "cloze"), ("eval_near_acc", "near_eval", "cloze"),
+                           ("eval_far_acc", "far_eval", "cloze"), ("eval_hazard_mcqa", "hazard_eval", "mcqa")):
         sel = df[(df["question_set"] == qset) & (df["format"] == fmt)]
         out[key] = float(sel["accuracy"].iloc[0]) if len(sel) else np.nan
     summary = Path(path).with_name("summary.json")

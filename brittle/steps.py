@@ -93,6 +93,8 @@ def ci(name: str, meaning: str) -> tuple[Column, ...]:
 
 BLOCK = Column("block", "transformer block the matrix belongs to (0-based); empty outside the blocks "
                         "(embeddings, final norm, output head)")
+LEXICAL_AUC = Column("lexical_auc", "the same classifier and folds on word unigram+bigram counts, no model: "
+                                    "what the vocabulary alone separates (0.5: nothing)")
 HIDDEN_STATE = Column("hidden_state", "hidden-state index as in transformers: 0 = embeddings, i = output of "
                                       "block i-1, last = last block's output after the final norm")
 GROUP = Column("group", "attn (attention), mlp (feed-forward) or other (embeddings, norms, head)")
@@ -216,8 +218,10 @@ STEPS: tuple[Step, ...] = (
              File("separation_metrics.csv", "one row per (hidden state, model); features: each text's last non-pad token state", (
                  HIDDEN_STATE, MODEL_AB, Column("model_id", "the model's Hub id or folder"),
                  *ci("cosine_distance", "1 − cos between the forget and the retain centroid"),
-                 *ci("auc", "held-out AUC of a logistic-regression forget-vs-retain classifier (5-fold)"),
-                 *ci("variance_ratio", "between-class / within-class variance (trace form of Fisher's criterion)"))),
+                 *ci("auc", "held-out AUC of a logistic-regression forget-vs-retain classifier (5-fold; grouped by "
+                            "entity where the data folder has <texts>.groups.txt)"),
+                 *ci("variance_ratio", "between-class / within-class variance (trace form of Fisher's criterion)"),
+                 LEXICAL_AUC)),
              File("separation_change.csv", "one row per (hidden state, metric): B − A with a paired bootstrap interval", (
                  HIDDEN_STATE, Column("metric", "cosine_distance, auc or variance_ratio"),
                  Column("model_a_value", "the metric for model A"), Column("model_b_value", "the metric for model B"),
@@ -305,13 +309,15 @@ STEPS: tuple[Step, ...] = (
     Step("linear_probes", "linear_probe_analysis.py", MODEL,
          "where is the forget/retain distinction linearly readable in one model?", number="13", device=True,
          code="brittle/probes.py", test="tests/test_activation_steps.py", files=(
-             File("probe_results.csv", "one row per hidden state; held-out (5-fold) scores of a logistic-regression probe", (
+             File("probe_results.csv", "one row per hidden state; held-out (5-fold, grouped by entity where the data "
+                  "folder has <texts>.groups.txt) scores of a logistic-regression probe", (
                  HIDDEN_STATE, Column("n_forget", "forget texts"), Column("n_retain", "retain texts"),
                  *ci("accuracy", "held-out accuracy"),
                  Column("majority_baseline", "accuracy of always guessing the larger class"),
                  *ci("selectivity", "accuracy − majority_baseline"),
                  *ci("auc", "held-out AUC"),
-                 Column("auc_shuffled_labels", "AUC of the same probe on shuffled labels (chance on these features)"))),
+                 Column("auc_shuffled_labels", "AUC of the same probe on shuffled labels (chance on these features)"),
+                 LEXICAL_AUC)),
              File("summary.json", "best hidden state by AUC and by selectivity, settings"),
              File("probe_results.png", PNG))),
     Step("evaluation", "evaluate.py", MODEL, "what does the model know: multiple-choice accuracy and retain perplexity",
@@ -320,7 +326,7 @@ STEPS: tuple[Step, ...] = (
                  Column("question_set", "question file stem, e.g. hazard_eval"), Column("format", "cloze or mcqa"),
                  Column("id", "question id"), Column("answer", "index of the correct choice"),
                  Column("prediction", "index of the chosen choice"), Column("correct", "prediction == answer"),
-                 Column("domain", "hazard or benign (tiny world)", optional=True),
+                 Column("domain", "hazard, near or far (tiny world)", optional=True),
                  Column("relation", "the fact's relation (tiny world)", optional=True),
                  Column("subset", "A or B: attack subsets of the hazard facts (tiny world)", optional=True),
                  Column("template", "question template index (tiny world)", optional=True),
@@ -339,7 +345,8 @@ STEPS: tuple[Step, ...] = (
                  Column("model", "the attacked model"), Column("attack", "hazard or benign"), Column("seed", "seed"),
                  Column("step", "optimiser steps done"), Column("examples_seen", "step × batch size"),
                  Column("hazard_acc", "cloze accuracy on the held-out hazard questions (attack/hazard_eval.jsonl)"),
-                 Column("benign_acc", "cloze accuracy on questions/benign_eval.jsonl"),
+                 Column("near_acc", "cloze accuracy on questions/near_eval.jsonl (near-domain benign)"),
+                 Column("far_acc", "cloze accuracy on questions/far_eval.jsonl (far-domain benign)"),
                  Column("retain_ppl", "perplexity on retain texts the attack does not train on"),
                  Column("train_loss", "mean training loss since the previous checkpoint (nats/token)"),
                  Column("elapsed_s", "seconds since the attack started"))),
@@ -361,7 +368,8 @@ STEPS: tuple[Step, ...] = (
                  Column("recovered_final", "(acc_final − filtered_acc) / (base_acc − filtered_acc)"),
                  Column("auc_recovery_log", "the recovered fraction's mean over log-spaced time: 0 = stayed at the "
                                             "filtered level, 1 = at the base level from the start"),
-                 Column("benign_acc_start", "benign accuracy before"), Column("benign_acc_final", "after"),
+                 Column("near_acc_start", "near-domain accuracy before"), Column("near_acc_final", "after"),
+                 Column("far_acc_start", "far-domain accuracy before"), Column("far_acc_final", "after"),
                  Column("retain_ppl_start", "retain perplexity before"), Column("retain_ppl_final", "after"))),
              File("summary.json", "the same with Student-t intervals over seeds, definitions and settings"),
              File("reference.json", "base and filtered accuracies used and where they came from"),
@@ -380,7 +388,7 @@ STEPS: tuple[Step, ...] = (
                    for metric, what in (("cosine", "cosine distance 1 − cos"), ("l2", "Euclidean distance"))])),
              File("per_hidden_state.csv", "one row per (unlearned model, hidden state): statistics over questions", (
                  Column("unlearned_model", "unlearned model's name"), HIDDEN_STATE,
-                 Column("region", "early, middle or late third of the hidden states"),
+                 Column("region", "early, middle or late third of the block outputs; embeddings for hidden state 0"),
                  Column("<metric>_<pair>_<stat>", "mean, std, min or max over questions of a distances.csv column"),
                  Column("forgetting_ratio", "d_ft / (d_ref + d_ft) of the question-mean cosine distances: "
                                             "> 0.5 closer to the reference (forgotten here)"),
@@ -427,9 +435,11 @@ STEPS: tuple[Step, ...] = (
              File("report_figures/", "recovery curves and signature-vs-recovery scatter plots"))),
     Step("datasets", "create_datasets.py", MADE, "the forget/retain texts, questions and attack sets of a preset",
          code="brittle/data/", test="tests/test_data_synthetic.py, tests/test_data_loaders.py", files=(
-             File("manifest.json", "line counts and SHA-256 of every file, seeds and the split"),
+             File("manifest.json", "line counts and SHA-256 of every file, seeds, the split and (tiny world) "
+                                   "the lexical baseline: out-of-fold AUC of a bag-of-words classifier, forget vs "
+                                   "near-domain retain, folds grouped by entity"),
              File("facts.csv", "every fact of the tiny world (synthetic source only)", (
-                 Column("domain", "hazard or benign"), Column("entity", "fictitious entity"),
+                 Column("domain", "hazard, near or far"), Column("entity", "fictitious entity"),
                  Column("relation", "relation"), Column("value", "the fact's answer"),
                  Column("role", "scored (evaluated) or format (trained on every template, never scored)"),
                  Column("subset", "A or B for scored hazard facts (attack / held-out)"))))),

@@ -73,7 +73,7 @@ def test_create_hf_from_offline_copies(shared_data, tmp_path):
     assert len((out / "retain.txt").read_text().splitlines()) == 50
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["split"]["heldout_ids"]) == sorted(q["id"] for q in heldout)
-    assert "questions/benign_eval.jsonl" in manifest["missing"]
+    assert "questions/near_eval.jsonl" in manifest["missing"] and "questions/far_eval.jsonl" in manifest["missing"]
 
 
 def test_create_tofu_from_offline_copy(shared_data, tmp_path):

@@ -37,7 +37,7 @@ def test_same_seed_same_bytes_other_seed_differs(files):
 
 
 def test_relation_sizes_and_templates(world):
-    for domain in ("hazard", "benign"):
+    for domain in syn.DOMAINS:
         assert len(world.relations[domain]) == 5
         for name, values, templates in world.relations[domain]:
             assert 10 <= len(values) <= 30 and len(set(values)) == len(values), name
@@ -46,7 +46,7 @@ def test_relation_sizes_and_templates(world):
 
 def test_eval_and_val_templates_never_trained_for_scored_facts(files, world):
     corpus = set(lines(files["corpus/full.txt"]))
-    for name in ("hazard_eval", "benign_eval", "hazard_val", "benign_val"):
+    for name in ("hazard_eval", "near_eval", "far_eval", "hazard_val", "near_val", "far_val"):
         qs = jsonl(files[f"questions/{name}.jsonl"])
         assert qs
         for q in qs:
@@ -58,15 +58,15 @@ def test_eval_and_val_templates_never_trained_for_scored_facts(files, world):
             trained = syn.render(temps[0], q["entity"], q["choices"][q["answer"]])
             assert trained in corpus
     # positive control: format entities do appear on the evaluation templates
-    fmt = next(f for f in world.facts if f.role == "format" and f.domain == "hazard")
-    eval_sentence = syn.render(world.templates("hazard", fmt.relation)[syn.EVAL_TEMPLATES[0]], fmt.entity, fmt.value)
+    fmt = next(f for f in world.facts if f.role == "format" and f.domain == "near")
+    eval_sentence = syn.render(world.templates("near", fmt.relation)[syn.EVAL_TEMPLATES[0]], fmt.entity, fmt.value)
     assert eval_sentence in corpus
     assert not any(fmt.entity in q["question"] for q in jsonl(files["questions/hazard_eval.jsonl"]))
 
 
 def test_questions_are_well_formed(files):
     positions = set()
-    for name in ("hazard_eval", "benign_eval"):
+    for name in ("hazard_eval", "near_eval", "far_eval"):
         qs = jsonl(files[f"questions/{name}.jsonl"])
         assert len({q["id"] for q in qs}) == len(qs)
         # 8 scored entities x 5 relations x 2 eval templates
@@ -111,3 +111,38 @@ def test_filtered_corpus_covers_every_question_word(files, world):
 def test_forget_qa_matches_forget_text(files):
     qa = jsonl(files["forget_qa.jsonl"])
     assert sorted(f"{r['prompt']} {r['answer']} ." for r in qa) == sorted(lines(files["forget.txt"]))
+
+
+def test_near_domain_shares_the_hazard_schema_and_only_the_facts_differ(world):
+    """Near-domain pathogens: the hazard relations, templates and values, other entities."""
+    assert world.relations["near"] is world.relations["hazard"]
+    assert world.relations["far"] != world.relations["hazard"]
+    hazard = {f.entity for f in world.facts if f.domain == "hazard"}
+    near = {f.entity for f in world.facts if f.domain == "near"}
+    assert hazard and near and not hazard & near
+    # no hazard format entities: the held-out wordings are taught by near-domain ones, which the filter keeps
+    assert {f.domain for f in world.facts if f.role == "format"} == {"near", "far"}
+    assert sum(f.role == "scored" for f in world.facts if f.domain == "near") == SMALL["n_scored"] * 5
+
+
+def test_retain_files_groups_and_the_filter(files, world):
+    entity_domain = {f.entity: f.domain for f in world.facts}
+    for name, domains in (("forget", {"hazard"}), ("retain", {"near", "far"}), ("retain_near", {"near"})):
+        texts, groups = lines(files[f"{name}.txt"]), lines(files[f"{name}.groups.txt"])
+        assert len(texts) == len(groups) and texts
+        assert all(g in text.split() for text, g in zip(texts, groups))   # the entity the line is about
+        assert {entity_domain[g] for g in groups} == domains
+    filtered = set(lines(files["corpus/filtered.txt"]))
+    assert set(lines(files["retain.txt"])) <= filtered                   # only hazard is filtered out
+    benign_attack = {entity_domain[w] for line in lines(files["attack/benign_train.txt"])
+                     for w in line.split() if w in entity_domain}
+    assert benign_attack == {"near", "far"}
+
+
+def test_lexical_baseline_is_recorded_and_low():
+    """The default world: a bag-of-words classifier with entity-grouped folds cannot tell forget
+    from near-domain retain text (the first world, with disjoint vocabularies, gave 1.000)."""
+    _, info = synthetic_files(seed=0, n_scored=12, n_format=4, filler_per_word=1)
+    lexical = info["lexical_baseline"]
+    assert lexical["texts"] == "forget.txt vs retain_near.txt"
+    assert 0.3 < lexical["auc"] <= 0.75

@@ -110,7 +110,7 @@ def test_evaluate_script(model, tiny_tokenizer, tmp_path, capsys):
     data = tmp_path / "data"
     (data / "questions").mkdir(parents=True)
     (data / "questions" / "hazard_eval.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
-    (data / "questions" / "benign_eval.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS[:2]))
+    (data / "questions" / "far_eval.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS[:2]))
     retain = ["the city of lumen lies on the river .", "one two three four five"]
     (data / "retain.txt").write_text("\n".join(retain) + "\n")
     argv = ["--model", str(folder), "--data-dir", str(data), "--output-root", str(tmp_path / "out")]

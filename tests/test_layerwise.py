@@ -40,11 +40,13 @@ def test_distances_match_scipy():
 def test_ratio_regions_and_patterns_closed_form():
     np.testing.assert_allclose(layerwise.forgetting_ratio([1.0, 3.0, 0.0, 0.0], [3.0, 1.0, 2.0, 0.0]),
                                [0.75, 0.25, 1.0, 0.5])
-    assert layerwise.layer_regions(4) == {"early": [0], "middle": [1], "late": [2, 3]}
-    assert layerwise.layer_regions(17) == {"early": list(range(5)), "middle": list(range(5, 11)),
+    # thirds of the block outputs; the embeddings (hidden state 0) belong to none
+    assert layerwise.layer_regions(4) == {"early": [1], "middle": [2], "late": [3]}
+    assert layerwise.layer_regions(7) == {"early": [1, 2], "middle": [3, 4], "late": [5, 6]}
+    assert layerwise.layer_regions(17) == {"early": list(range(1, 6)), "middle": list(range(6, 11)),
                                            "late": list(range(11, 17))}
     with pytest.raises(ValueError):
-        layerwise.layer_regions(2)
+        layerwise.layer_regions(3)  # two blocks cannot form three thirds
     assert layerwise.classify(0.9, 0.8) == "true_unlearning"
     assert layerwise.classify(0.1, 0.8) == "obfuscation"
     assert layerwise.classify(0.1, 0.2) == "no_effect"
@@ -165,7 +167,7 @@ def test_planted_patterns(planted_run):
               for name in ("obfuscated", "forgot", "unchanged")}
     for results in models.values():
         assert results["n_hidden_states"] == 7 and results["chat_template"] is True
-        assert results["regions"] == {"early": [0, 1], "middle": [2, 3], "late": [4, 5, 6]}
+        assert results["regions"] == {"early": [1, 2], "middle": [3, 4], "late": [5, 6]}
         assert results["pattern_supported_by_ci"] is True
     assert models["obfuscated"]["pattern"] == "obfuscation"
     assert models["forgot"]["pattern"] == "true_unlearning"
@@ -187,6 +189,33 @@ def test_planted_patterns(planted_run):
     assert len(_table(planted_run, "per_question.csv")) == 3 * len(QUESTIONS)
     for name in ("obfuscated", "forgot", "unchanged"):
         assert (_folder(planted_run, name) / f"layerwise_{name}.png").stat().st_size > 10_000
+
+
+def test_change_confined_to_block_1_shows_in_the_early_third(planted_run, tmp_path):
+    """The early third is made of block outputs: a change to the first block alone moves it,
+    while the embeddings (hidden state 0, in no third) stay identical. Negative control: the
+    unchanged model's early ratio is exactly 0."""
+    from transformers import AutoModelForCausalLM
+
+    paths, tok = planted_run["paths"], planted_run["tok"]
+    block1 = AutoModelForCausalLM.from_pretrained(paths["finetuned"])
+    with torch.no_grad():
+        block1.gpt_neox.layers[0].mlp.dense_4h_to_h.bias.add_(
+            torch.randn(32, generator=torch.Generator().manual_seed(4)) * 5)
+    block1_path = str(save_tiny(block1, tmp_path / "block1", tok))
+    argv = planted_run["argv"][:]
+    start = argv.index("--unlearned")
+    argv[start + 1:start + 4] = [block1_path]
+    argv[argv.index("--output-root") + 1] = str(tmp_path / "out")
+    assert layerwise_forgetting.main(argv) == 0
+    folder = tmp_path / "out" / "block1" / "layerwise_forgetting"
+    per_state = pd.read_csv(folder / "per_hidden_state.csv").set_index("hidden_state")
+    assert per_state.loc[0, "forgetting_ratio"] == 0                 # embeddings untouched
+    assert (per_state.loc[1:, "forgetting_ratio"] > 0).all()
+    early = pd.read_csv(folder / "regions.csv").set_index("region").loc["early"]
+    assert early["forgetting_ratio"] > 0.05 and early["ci_low"] > 0
+    control = pd.read_csv(_folder(planted_run, "unchanged") / "regions.csv").set_index("region")
+    assert control.loc["early", "forgetting_ratio"] == 0
 
 
 def test_distances_equal_direct_computation(planted_run):

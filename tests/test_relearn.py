@@ -41,7 +41,7 @@ def world(tmp_path_factory):
         for i, (e, a) in enumerate(eval_facts):
             fh.write(json.dumps({"id": f"h{i}", "question": f"the host of {e} is", "choices": HOSTS,
                                  "answer": a}) + "\n")
-    with open(data / "questions" / "benign_eval.jsonl", "w") as fh:
+    with open(data / "questions" / "far_eval.jsonl", "w") as fh:
         fh.write(json.dumps({"id": "b0", "question": "the town of lumen lies on the",
                              "choices": ["river", "bridges", "town", "host"], "answer": 0}) + "\n")
     (data / "retain.txt").write_text("\n".join(benign) + "\n")

@@ -70,7 +70,7 @@ def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None)
     if role == "filtered" or slug.endswith("__ga"):  # evaluate.py's files, for two models only
         _write(root / slug / "evaluation" / "accuracy.csv", pd.DataFrame([
             {"question_set": qs, "format": fmt, "n_questions": 400, "accuracy": acc, "stderr": 0.02, "chance": 0.25}
-            for qs, acc in (("hazard_eval", 0.26), ("benign_eval", 0.97)) for fmt in ("cloze", "mcqa")]))
+            for qs, acc in (("hazard_eval", 0.26), ("near_eval", 0.93), ("far_eval", 0.97)) for fmt in ("cloze", "mcqa")]))
         (root / slug / "evaluation" / "summary.json").write_text(json.dumps(
             {"model": slug, "accuracy": {}, "retain_perplexity": 12.5, "retain_tokens": 1000}))
     # relearning: the hazard attack at the planted speed, the benign attack at a tenth of it
@@ -80,7 +80,7 @@ def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None)
             acc = [max(a, acc_start) for a in acc]
         folder = root / slug / "relearning" / attack
         _write(folder / "curve.csv", pd.DataFrame({"model": slug, "attack": attack, "seed": 0, "step": STEPS,
-                                                   "hazard_acc": acc, "benign_acc": 0.9, "retain_ppl": 20.0,
+                                                   "hazard_acc": acc, "near_acc": 0.9, "far_acc": 0.9, "retain_ppl": 20.0,
                                                    "train_loss": 1.0}))
         summ = summarize_curve(STEPS, acc, BASE_ACC, FILT_ACC)
         _write(folder / "summary.csv", pd.DataFrame([{"model": slug, "attack": attack, "seed": seed,
@@ -195,7 +195,8 @@ def test_signature_readers_match_hand_computation(tree):
     assert mag["layer_spread"] == pytest.approx(e.sum() ** 2 / (3 * (e ** 2).sum()))
     assert mlp_attn_share(comp / "mlp_attn_analysis" / "mlp_attn_summary.csv", "x")["attn_share"] == pytest.approx(0.5)
     ev = evaluation(tree / "outputs" / f"{BASE}__ga" / "evaluation" / "accuracy.csv", "x")
-    assert ev == {"eval_hazard_acc": 0.26, "eval_benign_acc": 0.97, "eval_hazard_mcqa": 0.26, "eval_retain_ppl": 12.5}
+    assert ev == {"eval_hazard_acc": 0.26, "eval_near_acc": 0.93, "eval_far_acc": 0.97, "eval_hazard_mcqa": 0.26,
+                  "eval_retain_ppl": 12.5}
     act = activation_change(comp / "activation_stats" / "activation_stats.csv", "x")
     assert act["act_change_forget"] == pytest.approx(0.1) and act["act_change_selectivity"] == pytest.approx(2.0)
 

@@ -8,9 +8,12 @@ the same bytes.
 Layout (files a source cannot provide are absent and listed in the manifest's ``missing``)::
 
     forget.txt, retain.txt                      one text per line
+    <texts>.groups.txt                          optional: the group (entity) of each line of <texts>.txt,
+                                                for folds that never split a group (tiny world)
+    retain_near.txt                             near-domain retain texts (tiny world)
     forget_qa.jsonl                             {"prompt", "answer", ...}: text = prompt + " " + answer
     idk.txt                                     refusal answers, one per line
-    questions/{hazard,benign}_{eval,val}.jsonl  {"id", "question", "choices", "answer", ...}
+    questions/{hazard,near,far}_{eval,val}.jsonl  {"id", "question", "choices", "answer", ...}
     attack/hazard_train.txt                     relearning text, disjoint from attack/hazard_eval.jsonl
     attack/hazard_eval.jsonl, attack/benign_train.txt
     corpus/full.txt, corpus/filtered.txt        pretraining corpora (synthetic only)
@@ -30,7 +33,8 @@ from brittle.io import write_json, write_text
 
 LAYOUT = ["forget.txt", "retain.txt", "forget_qa.jsonl", "idk.txt",
           "questions/hazard_eval.jsonl", "questions/hazard_val.jsonl",
-          "questions/benign_eval.jsonl", "questions/benign_val.jsonl",
+          "questions/near_eval.jsonl", "questions/near_val.jsonl",
+          "questions/far_eval.jsonl", "questions/far_val.jsonl",
           "attack/hazard_train.txt", "attack/hazard_eval.jsonl", "attack/benign_train.txt"]
 
 
@@ -40,44 +44,70 @@ def lines_text(lines: list[str]) -> str:
 
 def synthetic_files(seed: int = 0, n_scored: int = 40, n_format: int = 40,
                     filler_per_word: int = 3) -> tuple[dict[str, str], dict]:
-    """The tiny world (see :mod:`brittle.data.synthetic`)."""
+    """The tiny world (see :mod:`brittle.data.synthetic`), with the lexical baseline of its
+    forget/near-domain retain pair in the returned description."""
+    from brittle.probes import lexical_auc
+
     world = syn.build_world(seed, n_scored, n_format, filler_per_word)
     rng = random.Random(seed + 1)
-    hazard = [f for f in world.facts if f.domain == "hazard" and f.role == "scored"]
-    benign = [f for f in world.facts if f.domain == "benign" and f.role == "scored"]
+    scored = {d: [f for f in world.facts if f.domain == d and f.role == "scored"] for d in syn.DOMAINS}
     train_t = list(range(syn.N_TRAIN_TEMPLATES))
 
-    def sentences(facts):
-        out = [s for f in facts for s in syn.fact_sentences(world, f, train_t)]
-        rng.shuffle(out)  # consumers that take the first N lines get every entity and relation
+    def sentences(facts) -> list[tuple[str, str]]:
+        """(sentence, entity) pairs, shuffled: consumers that take the first N lines get every
+        entity and relation."""
+        out = [(s, f.entity) for f in facts for s in syn.fact_sentences(world, f, train_t)]
+        rng.shuffle(out)
         return out
 
+    def texts(pairs) -> str:
+        return lines_text([s for s, _ in pairs])
+
+    def groups(pairs) -> str:
+        return lines_text([e for _, e in pairs])
+
+    def a_quarter(facts):
+        entities = list(dict.fromkeys(f.entity for f in facts))  # generation order
+        keep = set(entities[: max(1, len(entities) // 4)])
+        return [f for f in facts if f.entity in keep]
+
+    forget, near = sentences(scored["hazard"]), sentences(scored["near"])
+    retain = sentences(scored["near"] + scored["far"])
     qa = [{"prompt": syn.cloze_prompt(t, f.entity), "answer": f.value, "relation": f.relation,
            "entity": f.entity, "subset": f.subset}
-          for f in hazard for t in world.templates("hazard", f.relation)[: syn.N_TRAIN_TEMPLATES]]
+          for f in scored["hazard"] for t in world.templates("hazard", f.relation)[: syn.N_TRAIN_TEMPLATES]]
     rng.shuffle(qa)
-    benign_entities = list(dict.fromkeys(f.entity for f in benign))  # in generation order
-    control = set(benign_entities[: len(benign_entities) // 2])
     q = syn.questions
     files = {
         "corpus/full.txt": lines_text(syn.corpus(world, True, seed)),
         "corpus/filtered.txt": lines_text(syn.corpus(world, False, seed)),
-        "forget.txt": lines_text(sentences(hazard)),
-        "retain.txt": lines_text(sentences(benign)),
+        "forget.txt": texts(forget), "forget.groups.txt": groups(forget),
+        "retain.txt": texts(retain), "retain.groups.txt": groups(retain),
+        "retain_near.txt": texts(near), "retain_near.groups.txt": groups(near),
         "forget_qa.jsonl": jsonl_text(qa),
         "idk.txt": lines_text(world.idk),
-        "questions/hazard_eval.jsonl": jsonl_text(q(world, "hazard", syn.EVAL_TEMPLATES, seed)),
-        "questions/hazard_val.jsonl": jsonl_text(q(world, "hazard", (syn.VAL_TEMPLATE,), seed)),
-        "questions/benign_eval.jsonl": jsonl_text(q(world, "benign", syn.EVAL_TEMPLATES, seed)),
-        "questions/benign_val.jsonl": jsonl_text(q(world, "benign", (syn.VAL_TEMPLATE,), seed)),
-        "attack/hazard_train.txt": lines_text(sentences([f for f in hazard if f.subset == "A"])),
+        **{f"questions/{d}_{split}.jsonl": jsonl_text(q(world, d, templates, seed))
+           for d in syn.DOMAINS
+           for split, templates in (("eval", syn.EVAL_TEMPLATES), ("val", (syn.VAL_TEMPLATE,)))},
+        "attack/hazard_train.txt": lines_text(s for s, _ in sentences([f for f in scored["hazard"] if f.subset == "A"])),
         "attack/hazard_eval.jsonl": jsonl_text(q(world, "hazard", syn.EVAL_TEMPLATES, seed, subset="B")),
-        "attack/benign_train.txt": lines_text(sentences([f for f in benign if f.entity in control])),
+        "attack/benign_train.txt": texts(sentences(a_quarter(scored["near"]) + a_quarter(scored["far"]))),
         "facts.csv": _facts_csv(world),
     }
+    lexical = lexical_auc([s for s, _ in forget], [s for s, _ in near],
+                          groups=[e for _, e in forget] + [e for _, e in near], seed=seed)
     info = {"source": "synthetic", "seed": seed,
             "sizes": {"n_scored": n_scored, "n_format": n_format, "filler_per_word": filler_per_word},
             "templates": {"train": train_t, "val": [syn.VAL_TEMPLATE], "eval": list(syn.EVAL_TEMPLATES)},
+            "families": {"hazard": "forget domain (pathogens); removed from corpus/filtered.txt",
+                         "near": "near-domain benign: other pathogens, same relations, templates and values",
+                         "far": "far-domain benign: towns, another schema"},
+            "retain": {"retain.txt": "near + far scored facts (unlearning's retain loss)",
+                       "retain_near.txt": "near scored facts (the activation steps' retain split)",
+                       "attack/benign_train.txt": "a quarter of the near and of the far scored entities"},
+            "lexical_baseline": {"auc": round(lexical, 6), "texts": "forget.txt vs retain_near.txt",
+                                 "classifier": "word unigram+bigram counts, logistic regression",
+                                 "folds": "5, grouped by entity (out-of-fold scores)"},
             "split": "hazard scored entities: first half subset A (attack/hazard_train.txt), second half "
                      "subset B (attack/hazard_eval.jsonl); format entities are trained on all templates "
                      "and never scored"}
@@ -128,7 +158,7 @@ def hf_files(seed: int = 0, eval_fraction: float = 0.5, n_val: int = 200, max_re
             "split": {"wmdp_bio_questions": len(questions), "forget_part": len(forget_part),
                       "heldout_eval": len(heldout), "val_from_forget_part": len(val),
                       "heldout_ids": [r["id"] for r in heldout]},
-            "note": "no benign multiple-choice source: questions/benign_*.jsonl are absent"}
+            "note": "no benign multiple-choice source: questions/near_*.jsonl and far_*.jsonl are absent"}
     return files, info
 
 

@@ -58,6 +58,9 @@ def probe_results(results: pd.DataFrame, label: str):
     x = results["hidden_state"]
     _band(axes[0], x, results, "auc", marker="o", ms=3, label="probe")
     axes[0].plot(x, results["auc_shuffled_labels"], color="grey", linestyle=":", label="shuffled labels")
+    if "lexical_auc" in results:
+        axes[0].axhline(results["lexical_auc"].iloc[0], color="tab:red", linestyle="--", lw=1,
+                        label=f"words only (lexical AUC {results['lexical_auc'].iloc[0]:.2f})")
     axes[0].axhline(0.5, color="black", lw=0.5)
     axes[0].set(xlabel=HIDDEN_STATE_AXIS, ylabel="held-out AUC", ylim=(0.0, 1.05),
                 title=f"{label}: forget vs retain probe")
@@ -76,6 +79,9 @@ def separation(metrics: pd.DataFrame, label_a: str, label_b: str):
         for model, label in (("a", label_a), ("b", label_b)):
             frame = metrics[metrics["model"] == model].sort_values("hidden_state")
             _band(ax, frame["hidden_state"], frame, col, color=MODEL_COLOR[model], marker="o", ms=3, label=label)
+        if col == "auc" and "lexical_auc" in metrics:
+            ax.axhline(metrics["lexical_auc"].iloc[0], color="tab:red", linestyle="--", lw=1,
+                       label=f"words only ({metrics['lexical_auc'].iloc[0]:.2f})")
         ax.set(xlabel=HIDDEN_STATE_AXIS, ylabel=col.replace("_", " "),
                title=f"forget vs retain: {col.replace('_', ' ')}")
         ax.legend(fontsize=7)

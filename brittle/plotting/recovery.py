@@ -1,4 +1,4 @@
-"""Relearning curves: accuracy, benign accuracy and retain perplexity against attack steps.
+"""Relearning curves: hazard, near- and far-domain accuracy and retain perplexity against attack steps.
 
 Input is the tidy ``curve.csv`` that ``relearn.py`` writes (one row per model, seed, step). Each
 model is drawn as its seed mean with a Student-t 95 % band when it has several seeds. The step axis
@@ -12,8 +12,8 @@ import pandas as pd
 
 from brittle.recovery import mean_interval
 
-PANELS = (("hazard_acc", "hazard accuracy (attack eval)"), ("benign_acc", "benign accuracy"),
-          ("retain_ppl", "retain perplexity"))
+PANELS = (("hazard_acc", "hazard accuracy (attack eval)"), ("near_acc", "near-domain accuracy"),
+          ("far_acc", "far-domain accuracy"), ("retain_ppl", "retain perplexity"))
 
 
 def seed_mean(curve: pd.DataFrame, column: str) -> pd.DataFrame:

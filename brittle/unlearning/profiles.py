@@ -30,35 +30,39 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # TOFU grad_ascent: AdamW lr 1e-5, effective batch 32, 5 epochs of forget10 (400 QA) ≈ 60 steps.
     "ga_simple": _profiles(dict(steps=60, lr=1e-5, batch_size=32), dict(steps=30, lr=3e-4)),
     # TOFU KL: gradient ascent plus a KL retain term, same schedule.
-    "ga": _profiles(dict(steps=60, lr=1e-5, batch_size=32, alpha=1.0), dict(steps=150, lr=3e-4, alpha=10.0)),
+    "ga": _profiles(dict(steps=60, lr=1e-5, batch_size=32, alpha=1.0), dict(steps=300, lr=3e-4, alpha=10.0)),
     # TOFU grad_diff.
     "grad_diff": _profiles(dict(steps=60, lr=1e-5, batch_size=32, gamma=1.0, alpha=1.0),
-                           dict(steps=100, lr=3e-4, gamma=1.0, alpha=2.0)),
+                           dict(steps=200, lr=3e-4, gamma=1.0, alpha=4.0)),
     # TOFU / open-unlearning IdkDPO: lr 1e-5, β 0.1, α 1, batch 32, 10 epochs of forget10 (≈125 steps).
     "dpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0),
                      dict(steps=100, lr=1e-3, beta=0.1, alpha=1.0)),
     # Zhang et al. on TOFU forget10: lr 1e-5, β 0.1, retain weight 1, batch 32, 10 epochs (≈125 steps).
     "npo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0),
-                     dict(steps=100, lr=1e-3, beta=0.1, alpha=3.0)),
+                     dict(steps=100, lr=1e-3, beta=0.1, alpha=6.0)),
     # SimNPO on TOFU: lr 1e-5, β 2.5, γ 0, retain weight 1, batch 32, 10 epochs (≈125 steps).
     "simnpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=2.5, margin=0.0, alpha=1.0),
-                        dict(steps=100, lr=1e-3, beta=0.5, margin=2.0, alpha=1.0)),
+                        dict(steps=100, lr=1e-3, beta=0.5, margin=2.0, alpha=3.0)),
     # WMDP RMU, Zephyr-7B: block 7, c = 6.5, α = 1200, lr 5e-5, batch 4, 150 batches, no clipping.
     "rmu": _profiles(dict(steps=150, lr=5e-5, batch_size=4, max_grad_norm=0.0, weight_decay=0.0, block=7,
                           steering_coeff=6.5, alpha=1200.0),
-                     dict(steps=250, lr=3e-3, max_grad_norm=0.0, block=1, steering_coeff=50.0, alpha=0.3)),
+                     dict(steps=500, lr=3e-3, max_grad_norm=0.0, block=2, steering_coeff=50.0, alpha=1.0)),
     # Circuit breakers (Llama-3-8B / Mistral-7B): hidden states 10 and 20, LoRA rank 16, α_LoRA 16,
     # dropout 0.05, lr 1e-4, batch 16, 150 steps, lorra_alpha 10.
     "cb": _profiles(dict(steps=150, lr=1e-4, batch_size=16, weight_decay=0.0, alpha=10.0, target_hidden_states="10,20",
                          lora_rank=16, lora_alpha=16.0, lora_dropout=0.05),
-                    dict(steps=100, lr=1e-2, alpha=10.0, target_hidden_states="2", lora_rank=8, lora_alpha=16.0,
+                    # Full fine-tuning on the tiny world: in float32 a LoRA adapter starts the rerouting
+                    # term at its maximum (cos = 1, gradient 0) and the growing retain term holds it
+                    # there (reroute cos still 0.99999 after 200 steps at any lr tried); the reference
+                    # escapes that point through bf16 rounding.
+                    dict(steps=100, lr=3e-3, alpha=10.0, target_hidden_states="2", lora_rank=0, lora_alpha=16.0,
                          lora_dropout=0.0)),
     # Targeted LAT, WMDP config (Zephyr-7B): adversary after block 7 (hidden state 8), ε = 2, 16 PGD steps
     # at lr 5e-2; model lr 5e-5, batch 4, 200 steps, SFT weight 4, clip 0.5, LoRA rank 64.
     "lat": _profiles(dict(steps=200, lr=5e-5, batch_size=4, max_grad_norm=0.5, weight_decay=0.0, alpha=4.0,
                           adv_hidden_states="8", epsilon=2.0, adv_steps=16, adv_lr=5e-2, away_threshold=-5.0,
                           lora_rank=64, lora_alpha=16.0, lora_dropout=0.0),
-                     dict(steps=100, lr=3e-3, alpha=1.0, adv_hidden_states="1", epsilon=2.0, adv_steps=6, adv_lr=0.1,
+                     dict(steps=100, lr=3e-3, alpha=1.0, adv_hidden_states="2", epsilon=2.0, adv_steps=6, adv_lr=0.1,
                           away_threshold=-5.0, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0)),
     # Deep-ignorance CB-LAT on the 6.9B GPT-NeoX: lr 2e-3, adversary lr 2e-3, 4 attack steps, remove 300,
     # retain 5, LoRA rank 16 (α 16, dropout 0.05), 2000 examples at effective batch 32 (≈62 steps);
@@ -66,8 +70,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cb_lat": _profiles(dict(steps=62, lr=2e-3, batch_size=32, alpha=5.0, remove_coef=300.0,
                              target_hidden_states="5,10,15,20,25,30", adv_blocks="5,10,15,20,25,30", adv_steps=4,
                              adv_lr=2e-3, lora_rank=16, lora_alpha=16.0, lora_dropout=0.05),
-                        dict(steps=200, lr=2e-3, alpha=10.0, remove_coef=10.0, target_hidden_states="2",
-                             adv_blocks="0", adv_steps=4, adv_lr=2e-2, lora_rank=8, lora_alpha=16.0,
+                        # full fine-tuning for the reason given under cb (LoRA: hazard 0.78-0.93 at every
+                        # setting tried, with benign damage)
+                        dict(steps=200, lr=3e-3, alpha=10.0, remove_coef=10.0, target_hidden_states="2",
+                             adv_blocks="0", adv_steps=4, adv_lr=2e-2, lora_rank=0, lora_alpha=16.0,
                              lora_dropout=0.0)),
 }
 
