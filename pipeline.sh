@@ -67,9 +67,11 @@ common=(--preset "$preset" --output-root "$root" "${force[@]}")
 started=$(date +%s)
 stage_names=() stage_seconds=()
 stage_began=$started
-stage() {  # close the previous stage's timer, open the next
+stage_loads=()
+load_average() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
+stage() {  # close the previous stage's timer (with the machine's 1-minute load average), open the next
   local now; now=$(date +%s)
-  if [[ ${#stage_names[@]} -gt 0 ]]; then stage_seconds+=($(( now - stage_began ))); fi
+  if [[ ${#stage_names[@]} -gt 0 ]]; then stage_seconds+=($(( now - stage_began ))); stage_loads+=("$(load_average)"); fi
   stage_names+=("$1"); stage_began=$now
   echo; echo "######## $1"
 }
@@ -182,7 +184,10 @@ fi
 stage "report"
 step report.py --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" ${unlearned[@]:+--unlearned "${unlearned[@]}"} \
   --preset "$preset" --output-root "$root"
-stage_seconds+=($(( $(date +%s) - stage_began )))
+stage_seconds+=($(( $(date +%s) - stage_began ))); stage_loads+=("$(load_average)")
 echo
-echo "pipeline finished in $(( $(date +%s) - started )) s; report: $root/report.md"
-for i in "${!stage_names[@]}"; do printf '  %-24s %6d s\n' "${stage_names[$i]}" "${stage_seconds[$i]}"; done
+echo "pipeline finished in $(( $(date +%s) - started )) s on $(nproc 2>/dev/null || echo '?') cores; report: $root/report.md"
+printf '  %-24s %8s %s\n' stage seconds "load average at its end"
+for i in "${!stage_names[@]}"; do
+  printf '  %-24s %6d s %s\n' "${stage_names[$i]}" "${stage_seconds[$i]}" "${stage_loads[$i]}"
+done
