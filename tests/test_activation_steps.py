@@ -83,6 +83,43 @@ def test_separation_covariance_probes_lipschitz(world, arch):
     assert (summary[["lipschitz", "grad_norm", "output_variance"]] > 0).all().all()
 
 
+def test_grouped_folds_and_the_lexical_baseline(world, capsys):
+    """With <texts>.groups.txt beside the texts, steps 8 and 13 write the words-only AUC of these
+    very texts and folds (an independent call of the same sklearn protocol); a groups file that
+    does not match its texts is a one-line error."""
+    import activation_separation_analysis
+    import linear_probe_analysis
+    from brittle.probes import lexical_auc
+
+    tmp, _, _, _, pairs = world
+    a, b = pairs["gpt_neox"]
+    data = tmp / "grouped"
+    forget, retain = write_texts(data)
+    f_groups = [f"f{i % 3}" for i in range(len(FORGET))]
+    r_groups = [f"r{i % 3}" for i in range(len(RETAIN))]
+    (data / "forget.groups.txt").write_text("\n".join(f_groups) + "\n")
+    (data / "retain.groups.txt").write_text("\n".join(r_groups) + "\n")
+    expected = lexical_auc(FORGET, RETAIN, groups=f_groups + r_groups, seed=0)
+    common = _common(tmp, forget, retain)
+    common[common.index("--output-root") + 1] = str(tmp / "grouped_out")
+    assert activation_separation_analysis.main(["--model-a", str(a), "--model-b", str(b), *common]) == 0
+    sep = pd.read_csv(tmp / "grouped_out" / "gpt_neox-a__vs__gpt_neox-b" / "activation_separation" /
+                      "separation_metrics.csv")
+    np.testing.assert_allclose(sep["lexical_auc"], expected)
+    assert linear_probe_analysis.main(["--model", str(a), *common]) == 0
+    folder = tmp / "grouped_out" / "gpt_neox-a" / "linear_probes"
+    np.testing.assert_allclose(pd.read_csv(folder / "probe_results.csv")["lexical_auc"], expected)
+    assert json.loads((folder / "summary.json").read_text())["probe"]["fold_groups"] == "entity"
+    # negative control: ungrouped folds give a different baseline on the same texts
+    assert lexical_auc(FORGET, RETAIN, seed=0) != expected
+
+    (data / "retain.groups.txt").write_text("r0\n")
+    capsys.readouterr()
+    assert linear_probe_analysis.main(["--model", str(a), *common, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "retain.groups.txt has 1 lines" in err and "Traceback" not in err
+
+
 def test_lipschitz_gradient_matches_single_text_autograd(world):
     """Batching and padding do not leak between texts: the batch gradient norm equals each
     text's own, computed alone without padding."""
