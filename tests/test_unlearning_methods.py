@@ -224,3 +224,31 @@ def test_create_all_script_loops_over_preset_methods_and_skips_done(tok, tmp_pat
     assert (tmp_path / "models" / "base__ga_simple" / "_DONE.json").is_file()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and again.stdout.count("[skip]") == 1
+
+
+@pytest.mark.parametrize("name", ["ga_simple", "grad_diff", "npo"])
+def test_gradient_accumulation_equals_one_larger_batch(tok, name):
+    """k micro-batches of b give the update of one batch of k·b (float64, equal-length texts so that
+    every micro-batch mean is over the same number of tokens): same gradient norm, same weights."""
+    texts = [f"the virus {w} lives in bats ." for w in ("vorax", "kelmor", "drusa", "pelix", "zeta", "omri")]
+    data = UnlearnData(texts[:4] * 2, texts[2:] * 2, [split_text(t) for t in texts[:4] * 2], DEFAULT_IDK)
+
+    def run(batch_size, grad_accum):
+        model = make_tiny_model("gpt_neox", vocab_size=len(tok)).double()
+        method = get_method(name, "tiny", {"batch_size": batch_size, "grad_accum": grad_accum, "max_length": 16,
+                                           "steps": 3, "lr": 1e-3, "max_grad_norm": 0.0})
+        trainer = Trainer(model, tok, method, data, seed=0, progress=False)
+        log = trainer.run()
+        return state(trainer.trained_model()), log
+
+    one, log_one = run(4, 1)
+    accumulated, log_acc = run(2, 2)
+    torch.testing.assert_close(torch.tensor(log_acc["grad_norm"].values), torch.tensor(log_one["grad_norm"].values),
+                               rtol=1e-10, atol=0)
+    torch.testing.assert_close(torch.tensor(log_acc["loss"].values), torch.tensor(log_one["loss"].values),
+                               rtol=1e-6, atol=1e-9)   # the logged loss is a float32 value
+    for key in one:
+        torch.testing.assert_close(accumulated[key], one[key], rtol=1e-9, atol=1e-12)
+    # negative control: half the batch without accumulation is a different update
+    half, log_half = run(2, 1)
+    assert not torch.allclose(torch.tensor(log_half["grad_norm"].values), torch.tensor(log_one["grad_norm"].values))

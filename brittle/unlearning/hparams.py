@@ -22,7 +22,9 @@ class Spec:
 SPECS: dict[str, Spec] = {
     "steps": Spec(int, "optimizer steps"),
     "lr": Spec(float, "learning rate (AdamW, constant)"),
-    "batch_size": Spec(int, "forget texts per step (and as many retain texts)"),
+    "batch_size": Spec(int, "forget texts per forward pass (and as many retain texts)"),
+    "grad_accum": Spec(int, "forward passes (micro-batches of batch_size) accumulated into one optimizer step: "
+                            "effective batch = batch_size x grad_accum x processes"),
     "max_length": Spec(int, "tokens per text; longer texts are truncated"),
     "max_grad_norm": Spec(float, "clip the gradient norm to this (0: no clipping)"),
     "weight_decay": Spec(float, "AdamW weight decay"),

@@ -17,8 +17,8 @@ from typing import Any
 
 # What most methods share; the TOFU-family values (AdamW, clip 1, weight decay 0.01) for reference.
 _BASE = {
-    "reference": dict(max_length=512, max_grad_norm=1.0, weight_decay=0.01),
-    "tiny": dict(batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0),
+    "reference": dict(max_length=512, max_grad_norm=1.0, weight_decay=0.01, grad_accum=1),
+    "tiny": dict(batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0, grad_accum=1),
 }
 
 

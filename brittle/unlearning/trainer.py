@@ -11,6 +11,10 @@ the :class:`Trainer` does the rest the same way for all of them:
   trainable parameters, e.g. three matrices for RMU instead of a second model);
 * seeded data order (one ``torch.Generator``), AdamW at constant learning rate, gradient clipping,
   a per-step log of every loss term, and a loud error if the loss becomes non-finite;
+* gradient accumulation (``grad_accum`` = k): a step draws k × ``batch_size`` items, runs the
+  method's loss on k micro-batches of ``batch_size`` and steps once on the mean of their
+  gradients, so one GPU reaches a reference's effective batch (k micro-batches give the update of
+  one batch k times larger when the micro-batch losses are means over equal token counts);
 * several GPUs through ``accelerate launch`` (data parallel; each rank takes a slice of one global
   batch), or one process over several GPUs with ``device_map`` for models that need it.
 """
@@ -92,7 +96,7 @@ class Trainer:
                  progress: bool = True):
         if compute_dtype == torch.float16:
             raise UserError("train in float32 or bfloat16 (float16 needs loss scaling that this loop does not do)")
-        if any(p.dtype != torch.float32 for p in model.parameters()):
+        if any(p.dtype not in (torch.float32, torch.float64) for p in model.parameters()):
             raise UserError("load the model in float32: training keeps float32 master weights")
         self.model = model
         self.tokenizer = tokenizer
@@ -187,8 +191,10 @@ class Trainer:
 
         gen = torch.Generator().manual_seed(self.seed)
         forget_items = self.data.forget_pairs if self.method.forget_form == "pairs" else self.data.forget_texts
-        forget_iter = batch_indices(len(forget_items), hp["batch_size"], gen, self.rank, self.world)
-        retain_iter = batch_indices(len(self.data.retain_texts), hp["batch_size"], gen, self.rank, self.world)
+        accum = max(1, int(hp.get("grad_accum", 1)))
+        per_step = hp["batch_size"] * accum
+        forget_iter = batch_indices(len(forget_items), per_step, gen, self.rank, self.world)
+        retain_iter = batch_indices(len(self.data.retain_texts), per_step, gen, self.rank, self.world)
         idk_gen = torch.Generator().manual_seed(self.seed + 1)
 
         rows = []
@@ -200,17 +206,22 @@ class Trainer:
             idk = [self.data.idk[j] for j in torch.randint(len(self.data.idk), (len(f_idx),), generator=idk_gen)]
             step = StepData(i, hp["steps"], [forget_items[j] for j in f_idx],
                             [self.data.retain_texts[j] for j in r_idx], idk)
-            loss, parts = self.method.loss(self, step)
-            if not torch.isfinite(loss):
-                raise UserError(f"{self.method.name}: loss became {loss.item()} at step {i}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
-            if self.accelerator:
-                self.accelerator.backward(loss)
-            else:
-                loss.backward()
+            total, sums = 0.0, {}
+            for micro in self._micro_steps(step, accum):
+                loss, parts = self.method.loss(self, micro)
+                if not torch.isfinite(loss):
+                    raise UserError(f"{self.method.name}: loss became {loss.item()} at step {i}; lower --lr")
+                if self.accelerator:
+                    self.accelerator.backward(loss / accum)
+                else:
+                    (loss / accum).backward()
+                total += loss.item() / accum
+                for key, value in parts.items():   # loss terms: the mean over micro-batches
+                    sums[key] = sums.get(key, 0.0) + float(value) / accum
             grad_norm = self._clip(params)
             optimizer.step()
-            row = {"step": i, "loss": loss.item(), **parts, "grad_norm": grad_norm,
+            row = {"step": i, "loss": total, **sums, "grad_norm": grad_norm,
                    "seconds": round(time.time() - t0, 3)}
             rows.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
@@ -218,6 +229,17 @@ class Trainer:
                 self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=i)
         self._originals = []
         return pd.DataFrame(rows)
+
+    @staticmethod
+    def _micro_steps(step: StepData, accum: int) -> list[StepData]:
+        """``step`` cut into ``accum`` consecutive micro-batches (the same step index for all)."""
+        if accum == 1:
+            return [step]
+        n = len(step.forget)
+        cuts = [round(k * n / accum) for k in range(accum + 1)]
+        r_cuts = [round(k * len(step.retain) / accum) for k in range(accum + 1)]
+        return [StepData(step.index, step.total, step.forget[a:b], step.retain[c:d], step.idk[a:b])
+                for a, b, c, d in zip(cuts, cuts[1:], r_cuts, r_cuts[1:])]
 
     def _clip(self, params: list[nn.Parameter]) -> float:
         max_norm = self.hp.get("max_grad_norm", 0.0) or float("inf")
