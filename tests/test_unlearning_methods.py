@@ -98,12 +98,14 @@ def test_rmu_forget_term_at_step0_equals_mse_to_control_vector(tok, data):
 
 def test_cb_lora_update_has_rank_at_most_r_and_spares_later_blocks(tok, data):
     r = 2
-    model, log = train(tok, data, "cb", steps=3, lora_rank=r, target_hidden_states="2", lr=1e-2)
+    # target hidden state 1 (block 0's output): adapters on blocks 0..1 as the reference, block 2 spared
+    model, log = train(tok, data, "cb", steps=3, lora_rank=r, target_hidden_states="1", lr=1e-2)
     assert log["reroute_cos"].iloc[0] == pytest.approx(1.0, abs=1e-5) and log["retain_l2"].iloc[0] == 0.0
     base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
     trained = state(model)
     changed = [k for k in base if not torch.equal(base[k], trained[k])]
     assert changed and all(".layers.0." in k or ".layers.1." in k for k in changed)
+    assert {k.split(".")[-2] for k in changed} >= {"query_key_value", "dense_4h_to_h"}   # all-linear
     for k in changed:
         assert k.endswith(".weight") and trained[k].ndim == 2
         assert torch.linalg.matrix_rank((trained[k] - base[k]).double(), rtol=1e-6) <= r
@@ -252,3 +254,19 @@ def test_gradient_accumulation_equals_one_larger_batch(tok, name):
     # negative control: half the batch without accumulation is a different update
     half, log_half = run(2, 1)
     assert not torch.allclose(torch.tensor(log_half["grad_norm"].values), torch.tensor(log_one["grad_norm"].values))
+
+
+@pytest.mark.parametrize("arch,allowed", [("gpt_neox", {"query_key_value"}), ("llama", {"q_proj", "v_proj"})])
+def test_cb_lat_reference_lora_changes_only_peft_default_modules(tok, data, arch, allowed):
+    """The reference profile of cb_lat (deep ignorance passes no target modules, so peft's default
+    applies): after merging, only those matrices changed, in blocks 0..max(target)."""
+    model = make_tiny_model(arch, vocab_size=len(tok))
+    method = get_method("cb_lat", "reference", {**SMALL, "steps": 2, "adv_steps": 1, "lr": 1e-2,
+                                                 "target_hidden_states": "1", "adv_blocks": "0"})
+    trainer = Trainer(model, tok, method, data, seed=0, progress=False)
+    trainer.run()
+    trained = state(trainer.trained_model())
+    base = state(make_tiny_model(arch, vocab_size=len(tok)))
+    changed = [k for k in base if not torch.equal(base[k], trained[k])]
+    assert changed and {k.split(".")[-2] for k in changed} <= allowed, changed
+    assert all(".layers.0." in k or ".layers.1." in k for k in changed)

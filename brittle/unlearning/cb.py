@@ -10,8 +10,8 @@ frozen model's; on retain text all hidden states are kept where they were:
 (Zou et al. 2024, "Improving Alignment and Robustness with Circuit Breakers", arXiv:2406.04313,
 Alg. 1; reference GraySwanAI/circuit-breakers ``lorra_circuit_breaker.py``, whose progress
 ``step/300`` over 150 steps is this t/(2T)). The target hidden states (``--target-hidden-states``,
-the reference's indices) are read as raw block outputs. LoRA on every linear projection of the
-blocks up to the last target by default (merged at save); ``--lora-rank 0`` fine-tunes every
+the reference's indices) are read as raw block outputs. LoRA on every linear projection of
+blocks 0..max(target) by default (merged at save; ``--lora-modules``); ``--lora-rank 0`` fine-tunes every
 parameter instead. The retain term reads ``output_hidden_states`` (embeddings + every block, as
 the reference).
 """
@@ -29,16 +29,17 @@ from brittle.unlearning.trainer import Method
 
 
 def prepare_adapters(method: Method, trainer) -> list[torch.nn.Parameter]:
-    """LoRA on the blocks that produce the target hidden states, 0..max(target) − 1 (or all
-    parameters with ``lora_rank == 0``)."""
+    """LoRA on blocks 0..max(target) (as the references; see ``brittle.unlearning.lora``), or all
+    parameters with ``lora_rank == 0``."""
     method.targets = int_list(method.hp["target_hidden_states"])
     check_indices(trainer.core, method.targets, f"{method.name}: --target-hidden-states")
     if 0 in method.targets:
         raise UserError(f"{method.name}: hidden state 0 is the embedding; target block outputs (1 or more)")
     if method.hp["lora_rank"] <= 0:
         return list(trainer.model.parameters())
-    return add_lora(trainer, range(max(method.targets)), method.hp["lora_rank"],
-                    method.hp["lora_alpha"], method.hp["lora_dropout"])
+    blocks = range(min(max(method.targets) + 1, trainer.core.config.num_hidden_layers))
+    return add_lora(trainer, blocks, method.hp["lora_rank"], method.hp["lora_alpha"], method.hp["lora_dropout"],
+                    method.hp.get("lora_modules", "all-linear"))
 
 
 def stacked(acts: dict[int, torch.Tensor], indices) -> torch.Tensor:

@@ -39,6 +39,8 @@ SPECS: dict[str, Spec] = {
     "lora_rank": Spec(int, "LoRA rank r (0: full fine-tuning of every parameter)"),
     "lora_alpha": Spec(float, "LoRA scaling numerator (update = lora_alpha / r · B A)"),
     "lora_dropout": Spec(float, "LoRA dropout"),
+    "lora_modules": Spec(str, "cb / cb_lat: all-linear (every linear projection) or peft-default (peft's per-architecture "
+                              "default, GPT-NeoX: query_key_value), in blocks 0..max(target hidden state)"),
     "adv_hidden_states": Spec(str, "lat: comma-separated hidden states (i = output of block i-1) the adversary perturbs"),
     "adv_blocks": Spec(str, "cb_lat: comma-separated blocks whose MLP outputs the adversary perturbs"),
     "epsilon": Spec(float, "lat: per-token L2 radius of the adversary's perturbation"),

@@ -1,10 +1,14 @@
 """LoRA adapters for the representation-engineering methods (circuit breakers, CB-LAT), via peft.
 
-The adapters go on every linear projection (attention and MLP) of the blocks that produce the
-target hidden states, blocks 0..max(target) − 1. (The circuit-breakers reference passes
-``layers_to_transform = range(max(target_layers) + 1)`` with hidden-state indices, which also
-adapts block max(target), whose output no loss term reads.) The adapters are merged into the base weights before saving, so the saved model is an ordinary HF model
-whose ΔW has rank ≤ r in every adapted matrix.
+Which blocks: 0..max(target) for target hidden states (the references pass
+``layers_to_transform = range(max(target_layers) + 1)`` with hidden-state indices; block
+max(target) feeds no rerouting term, but its output is part of the retain term, which reads every
+hidden state). Which modules (``lora_modules``): ``all-linear``, every linear projection of those
+blocks (the circuit-breakers reference lists q, k, v, o, gate, up and down), or ``peft-default``,
+the modules peft adapts when given no ``target_modules`` (GPT-NeoX: ``query_key_value``; Llama:
+``q_proj``, ``v_proj``), which is what the deep-ignorance CB-LAT reference does for its GPT-NeoX
+models. The adapters are merged into the base weights before saving, so the saved model is an
+ordinary HF model whose ΔW has rank ≤ r in every adapted matrix.
 """
 
 from __future__ import annotations
@@ -13,15 +17,38 @@ from typing import Sequence
 
 from torch import nn
 
+from brittle.errors import UserError
 from brittle.models import linear_module_names
 
 
-def add_lora(trainer, blocks: Sequence[int], r: int, alpha: float, dropout: float) -> list[nn.Parameter]:
-    """Wrap ``trainer.model`` with LoRA on the linear modules of ``blocks``; return the adapter
+LORA_MODULES = ("all-linear", "peft-default")
+
+
+def lora_target_names(model: nn.Module, blocks: Sequence[int], modules: str = "all-linear") -> list[str]:
+    """Qualified names of the modules that get adapters (see the module docstring)."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    if modules not in LORA_MODULES:
+        raise UserError(f"--lora-modules must be one of {', '.join(LORA_MODULES)}, got {modules!r}")
+    names = linear_module_names(model, blocks)
+    if modules == "all-linear":
+        return names
+    model_type = model.config.model_type
+    if model_type not in PEFT_DEFAULTS:
+        raise UserError(f"peft has no default LoRA modules for model type {model_type!r}; use --lora-modules all-linear")
+    chosen = [n for n in names if n.rsplit(".", 1)[-1] in PEFT_DEFAULTS[model_type]]
+    if not chosen:
+        raise UserError(f"none of peft's default LoRA modules {PEFT_DEFAULTS[model_type]} found in blocks {list(blocks)}")
+    return chosen
+
+
+def add_lora(trainer, blocks: Sequence[int], r: int, alpha: float, dropout: float,
+             modules: str = "all-linear") -> list[nn.Parameter]:
+    """Wrap ``trainer.model`` with LoRA on the ``modules`` of ``blocks``; return the adapter
     parameters (the only ones that will train)."""
     from peft import LoraConfig, get_peft_model
 
-    targets = linear_module_names(trainer.model, blocks)
+    targets = lora_target_names(trainer.model, blocks, modules)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                         target_modules=targets, task_type="CAUSAL_LM")
     trainer.model = get_peft_model(trainer.model, config)

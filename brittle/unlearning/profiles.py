@@ -50,13 +50,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Circuit breakers (Llama-3-8B / Mistral-7B): hidden states 10 and 20, LoRA rank 16, α_LoRA 16,
     # dropout 0.05, lr 1e-4, batch 16, 150 steps, lorra_alpha 10.
     "cb": _profiles(dict(steps=150, lr=1e-4, batch_size=16, weight_decay=0.0, alpha=10.0, target_hidden_states="10,20",
-                         lora_rank=16, lora_alpha=16.0, lora_dropout=0.05),
+                         lora_rank=16, lora_alpha=16.0, lora_dropout=0.05, lora_modules="all-linear"),
                     # Full fine-tuning on the tiny world: in float32 a LoRA adapter starts the rerouting
                     # term at its maximum (cos = 1, gradient 0) and the growing retain term holds it
                     # there (reroute cos still 0.99999 after 200 steps at any lr tried); the reference
                     # escapes that point through bf16 rounding.
                     dict(steps=100, lr=3e-3, alpha=10.0, target_hidden_states="2", lora_rank=0, lora_alpha=16.0,
-                         lora_dropout=0.0)),
+                         lora_dropout=0.0, lora_modules="all-linear")),
     # Targeted LAT, WMDP config (Zephyr-7B): adversary after block 7 (hidden state 8), ε = 2, 16 PGD steps
     # at lr 5e-2; model lr 5e-5, batch 4, 200 steps, SFT weight 4, clip 0.5, LoRA rank 64.
     "lat": _profiles(dict(steps=200, lr=5e-5, batch_size=4, max_grad_norm=0.5, weight_decay=0.0, alpha=4.0,
@@ -65,16 +65,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      dict(steps=100, lr=3e-3, alpha=1.0, adv_hidden_states="2", epsilon=2.0, adv_steps=6, adv_lr=0.1,
                           away_threshold=-5.0, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0)),
     # Deep-ignorance CB-LAT on the 6.9B GPT-NeoX: lr 2e-3, adversary lr 2e-3, 4 attack steps, remove 300,
-    # retain 5, LoRA rank 16 (α 16, dropout 0.05), 2000 examples at effective batch 32 (≈62 steps);
+    # retain 5, LoRA rank 16 (α 16, dropout 0.05) on peft's default modules (no target_modules given:
+    # query_key_value for GPT-NeoX) of blocks 0..30, 2000 examples at effective batch 32 (≈62 steps);
     # its layers [5, 10, 15, 20, 25, 30] are hidden states for rerouting and blocks for the adversary.
     "cb_lat": _profiles(dict(steps=62, lr=2e-3, batch_size=32, alpha=5.0, remove_coef=300.0,
                              target_hidden_states="5,10,15,20,25,30", adv_blocks="5,10,15,20,25,30", adv_steps=4,
-                             adv_lr=2e-3, lora_rank=16, lora_alpha=16.0, lora_dropout=0.05),
+                             adv_lr=2e-3, lora_rank=16, lora_alpha=16.0, lora_dropout=0.05, lora_modules="peft-default"),
                         # full fine-tuning for the reason given under cb (LoRA: hazard 0.78-0.93 at every
                         # setting tried, with benign damage)
                         dict(steps=200, lr=3e-3, alpha=10.0, remove_coef=10.0, target_hidden_states="2",
                              adv_blocks="0", adv_steps=4, adv_lr=2e-2, lora_rank=0, lora_alpha=16.0,
-                             lora_dropout=0.0)),
+                             lora_dropout=0.0, lora_modules="peft-default")),
 }
 
 METHOD_NAMES: tuple[str, ...] = tuple(PROFILES)
