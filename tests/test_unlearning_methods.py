@@ -270,3 +270,10 @@ def test_cb_lat_reference_lora_changes_only_peft_default_modules(tok, data, arch
     changed = [k for k in base if not torch.equal(base[k], trained[k])]
     assert changed and {k.split(".")[-2] for k in changed} <= allowed, changed
     assert all(".layers.0." in k or ".layers.1." in k for k in changed)
+
+
+@pytest.mark.parametrize("gamma", [0.125, 1.0])
+def test_simnpo_total_is_forget_weight_times_forget_term_plus_retain(tok, data, gamma):
+    _, log = train(tok, data, "simnpo", steps=1, gamma=gamma, alpha=2.0)
+    row = log.iloc[0]
+    assert row["loss"] == pytest.approx(gamma * row["simnpo_loss"] + 2.0 * row["retain_nll"], rel=1e-6)

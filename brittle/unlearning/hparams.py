@@ -29,7 +29,7 @@ SPECS: dict[str, Spec] = {
     "max_grad_norm": Spec(float, "clip the gradient norm to this (0: no clipping)"),
     "weight_decay": Spec(float, "AdamW weight decay"),
     "alpha": Spec(float, "weight of the retain term (cb/cb_lat: the coefficient the schedule scales)"),
-    "gamma": Spec(float, "weight of the forget term (grad_diff)"),
+    "gamma": Spec(float, "weight of the forget term (grad_diff, simnpo)"),
     "beta": Spec(float, "inverse temperature β of dpo / npo / simnpo"),
     "margin": Spec(float, "SimNPO reward margin γ"),
     "block": Spec(int, "rmu: block whose output is steered; the MLP output projections of blocks block-2..block train"),

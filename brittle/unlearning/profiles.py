@@ -40,9 +40,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Zhang et al. on TOFU forget10: lr 1e-5, β 0.1, retain weight 1, batch 32, 10 epochs (≈125 steps).
     "npo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0),
                      dict(steps=100, lr=1e-3, beta=0.1, alpha=6.0)),
-    # SimNPO on TOFU: lr 1e-5, β 2.5, γ 0, retain weight 1, batch 32, 10 epochs (≈125 steps).
-    "simnpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=2.5, margin=0.0, alpha=1.0),
-                        dict(steps=100, lr=1e-3, beta=0.5, margin=2.0, alpha=3.0)),
+    # SimNPO on TOFU (open-unlearning): lr 1e-5, β 2.5, margin 0, forget weight 0.125, retain weight 1,
+    # batch 32, 10 epochs (≈125 steps).
+    "simnpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=2.5, margin=0.0, gamma=0.125, alpha=1.0),
+                        dict(steps=100, lr=1e-3, beta=0.5, margin=2.0, gamma=1.0, alpha=3.0)),
     # WMDP RMU, Zephyr-7B: block 7, c = 6.5, α = 1200, lr 5e-5, batch 4, 150 batches, no clipping.
     "rmu": _profiles(dict(steps=150, lr=5e-5, batch_size=4, max_grad_norm=0.0, weight_decay=0.0, block=7,
                           steering_coeff=6.5, alpha=1200.0),
