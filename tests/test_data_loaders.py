@@ -96,3 +96,20 @@ def test_help():
     with pytest.raises(SystemExit) as exc:
         create_datasets.main(["--help"])
     assert exc.value.code == 0
+
+
+def test_forget_corpus_means_no_pairs_so_every_method_trains_on_the_corpus(shared_data, tmp_path):
+    """With --forget-corpus the preference methods must not train on other documents (the WMDP
+    questions) than the text methods: no forget_qa.jsonl is written."""
+    local = tmp_path / "local"
+    (local / "wmdp_bio").mkdir(parents=True)
+    (local / "wmdp_bio" / "bio_questions.json").symlink_to(shared_data / "wmdp_bio" / "bio_questions.json")
+    (local / "wikitext2_raw").symlink_to(shared_data / "wikitext2_raw")
+    docs = ["a first document about a pathogen .", "a second document about its host ."]
+    (local / "wmdp_bio" / "bio_forget.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    out = tmp_path / "di"
+    assert create_datasets.main(["--source", "hf", "--local-dir", str(local), "--outdir", str(out),
+                                 "--max-retain", "20", "--forget-corpus"]) == 0
+    assert (out / "forget.txt").read_text().splitlines() == docs
+    assert not (out / "forget_qa.jsonl").exists()
+    assert "forget_qa.jsonl" in json.loads((out / "manifest.json").read_text())["missing"]

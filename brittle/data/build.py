@@ -139,11 +139,16 @@ def hf_files(seed: int = 0, eval_fraction: float = 0.5, n_val: int = 200, max_re
     if forget_corpus:
         forget_lines = wmdp.load_forget_corpus(max_forget_docs, forget_corpus_dir)
     paras = wikitext.paragraphs(wikitext.load_wikitext(wikitext_split, wikitext_dir))
-    files = {
+    pairs = {}
+    if not forget_corpus:
+        # The pairs are the forget texts cut at the answer, so preference and text methods unlearn
+        # the same documents. With the forget corpus there are no pairs: every method trains on
+        # the corpus documents (npo/simnpo on whole texts, dpo on texts split in half).
+        pairs["forget_qa.jsonl"] = jsonl_text({"prompt": r["question"], "answer": r["choices"][r["answer"]],
+                                               "id": r["id"]} for r in forget_part)
+    files = {**pairs,
         "forget.txt": lines_text(forget_lines),
         "retain.txt": lines_text(paras[:max_retain]),
-        "forget_qa.jsonl": jsonl_text({"prompt": r["question"], "answer": r["choices"][r["answer"]],
-                                       "id": r["id"]} for r in forget_part),
         "idk.txt": lines_text(syn.IDK_ANSWERS),
         "questions/hazard_eval.jsonl": jsonl_text(heldout),
         "questions/hazard_val.jsonl": jsonl_text(val),
