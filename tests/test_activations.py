@@ -172,3 +172,28 @@ def test_help(script, capsys):
     with pytest.raises(SystemExit) as exc:
         importlib.import_module(script).main(["--help"])
     assert exc.value.code == 0 and "uv run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arch,groups", [("gpt_neox", 3), ("llama", 0)])
+def test_cache_size_formula_matches_the_files(world, arch, groups):
+    """brittle.capture.cache.entry_bytes (the formula docs/performance.md uses for the 6.9B
+    layout) against the real size of a cache entry: the arrays, plus 2-3 KB of headers per file."""
+    from transformers import AutoConfig
+
+    from brittle.capture.cache import entry_bytes
+
+    tmp, forget, retain, pairs = world
+    a, _ = pairs[arch]
+    splits = _splits(forget, retain)
+    cfg = CaptureConfig(device="cpu", batch_size=4, moment_groups=groups)
+    caps = ensure_captures([ModelSpec(str(a))], splits, cfg, tmp / f"cache-size-{arch}", progress=False)
+    config = AutoConfig.from_pretrained(a)
+    layers, dim = config.num_hidden_layers, config.hidden_size
+    for split, texts in splits.items():
+        folder = next((tmp / f"cache-size-{arch}" / a.name).glob(f"{split}-*"))
+        files = [f for f in folder.iterdir() if f.suffix == ".pt"]
+        real = sum(f.stat().st_size for f in files)
+        expected = entry_bytes(len(texts), layers + 1, dim, layers, dim, groups)
+        assert len(files) == 1 + groups
+        assert expected <= real <= expected + 4096 * len(files), (split, real, expected)
+    assert caps.models[0]["forget"].last_token.shape == (len(splits["forget"]), layers + 1, dim)

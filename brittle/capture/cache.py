@@ -58,6 +58,20 @@ class CaptureConfig:
         return device, resolve_dtype(self.dtype, device)
 
 
+def entry_bytes(n_texts: int, n_hidden_states: int, dim: int, n_mlp: int, mlp_dim: int, groups: int) -> int:
+    """Bytes of the arrays in one (model, split) cache entry (file headers add 2-3 KB per file).
+
+    ``per_text.pt``: n·8 (token counts, int64) + 2·n·(L+1)·8 (norm sums, float64)
+    + n·(L+1)·d·4 (last-token states, float32); each of the ``groups`` moment files:
+    (L+1)·(d·8 + d²·4) for the hidden states and n_mlp·(m·8 + m²·4) for the MLP inputs (sums in
+    float64, second moments stored in float32). At the Pythia-6.9B layout (L = 32, d = m = 4096,
+    500 texts, 10 groups) the second moments dominate: about 4.4 GB per group, 44 GB in all.
+    ``groups = 0`` writes no moment files."""
+    per_text = n_texts * 8 + 2 * n_texts * n_hidden_states * 8 + n_texts * n_hidden_states * dim * 4
+    per_group = n_hidden_states * (dim * 8 + dim * dim * 4) + n_mlp * (mlp_dim * 8 + mlp_dim * mlp_dim * 4)
+    return per_text + groups * per_group
+
+
 @dataclass
 class ModelSpec:
     model: str
