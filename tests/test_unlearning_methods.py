@@ -277,3 +277,43 @@ def test_simnpo_total_is_forget_weight_times_forget_term_plus_retain(tok, data, 
     _, log = train(tok, data, "simnpo", steps=1, gamma=gamma, alpha=2.0)
     row = log.iloc[0]
     assert row["loss"] == pytest.approx(gamma * row["simnpo_loss"] + 2.0 * row["retain_nll"], rel=1e-6)
+
+
+def test_cb_and_cb_lat_coefficient_schedules_closed_form(tok, data):
+    """cb: c_s = α(1 − t/(2T)), c_r = α·t/(2T); cb_lat: c_s = remove_coef·(1 − s/4), c_r = α·s with
+    s = t/T (the logged coefficients of every step against the formulas)."""
+    steps, alpha, remove = 4, 3.0, 7.0
+    _, log = train(tok, data, "cb", steps=steps, alpha=alpha, target_hidden_states="1")
+    t = log["step"].to_numpy()
+    assert log["coef_reroute"].tolist() == pytest.approx((alpha * (1 - t / (2 * steps))).tolist())
+    assert log["coef_retain"].tolist() == pytest.approx((alpha * t / (2 * steps)).tolist())
+    _, log = train(tok, data, "cb_lat", steps=steps, alpha=alpha, remove_coef=remove, target_hidden_states="1",
+                   adv_blocks="0", adv_steps=1)
+    s = log["step"].to_numpy() / steps
+    assert log["coef_reroute"].tolist() == pytest.approx((remove * (1 - 0.25 * s)).tolist())
+    assert log["coef_retain"].tolist() == pytest.approx((alpha * s).tolist())
+
+
+def test_lat_lora_path_trains_only_adapters_and_merges_low_rank(tok, data):
+    """lat with --lora-rank r: every changed matrix changed by rank ≤ r (merged adapters), no
+    embedding, norm or bias changed; with rank 0 the embedding changes too (negative control)."""
+    r = 2
+    model, log = train(tok, data, "lat", steps=2, lora_rank=r, lora_alpha=4.0, lr=1e-2, adv_hidden_states="1")
+    assert (log["adv_forget_nll_attacked"] < log["adv_forget_nll_clean"]).all()   # the adversary helps forget text
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+    trained = state(model)
+    changed = [k for k in base if not torch.equal(base[k], trained[k])]
+    assert changed and all(k.endswith(".weight") and trained[k].ndim == 2 and "embed" not in k for k in changed)
+    for k in changed:
+        assert torch.linalg.matrix_rank((trained[k] - base[k]).double(), rtol=1e-6) <= r
+    full, _ = train(tok, data, "lat", steps=2, lora_rank=0, lr=1e-2, adv_hidden_states="1")
+    assert not torch.equal(state(full)["gpt_neox.embed_in.weight"], base["gpt_neox.embed_in.weight"])
+
+
+def test_lat_away_loss_is_taken_under_the_perturbation(tok, data):
+    """The away term is evaluated with the adversary's perturbation applied: at step 0 it differs
+    from the same term with an adversary of radius 1e-9 (the unperturbed loss, to rounding)."""
+    _, attacked = train(tok, data, "lat", steps=1, adv_hidden_states="1", epsilon=2.0, lora_rank=0)
+    _, clean = train(tok, data, "lat", steps=1, adv_hidden_states="1", epsilon=1e-9, lora_rank=0)
+    assert attacked["retain_nll"].iloc[0] == pytest.approx(clean["retain_nll"].iloc[0], rel=1e-6)
+    assert attacked["away_loss"].iloc[0] != pytest.approx(clean["away_loss"].iloc[0], rel=1e-3)
