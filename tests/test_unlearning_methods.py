@@ -317,3 +317,17 @@ def test_lat_away_loss_is_taken_under_the_perturbation(tok, data):
     _, clean = train(tok, data, "lat", steps=1, adv_hidden_states="1", epsilon=1e-9, lora_rank=0)
     assert attacked["retain_nll"].iloc[0] == pytest.approx(clean["retain_nll"].iloc[0], rel=1e-6)
     assert attacked["away_loss"].iloc[0] != pytest.approx(clean["away_loss"].iloc[0], rel=1e-3)
+
+
+def test_rmu_logs_the_activation_norm_its_coefficient_is_read_against(tok, data):
+    """forget_act_norm at step 0 is the base model's mean ‖h_ℓ‖ over real forget tokens (an
+    independent output_hidden_states computation); steering_over_norm = c / that norm."""
+    _, log = train(tok, data, "rmu", steps=1, block=1, steering_coeff=5.0, batch_size=3)
+    base = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    f = encode_texts(tok, data.forget_texts, SMALL["max_length"])
+    with torch.no_grad():
+        h = base(**f.inputs, output_hidden_states=True).hidden_states[2]          # output of block 1
+    mask = f.attention_mask.bool()
+    expected = h.norm(dim=-1)[mask].mean().item()
+    assert log["forget_act_norm"].iloc[0] == pytest.approx(expected, rel=1e-5)
+    assert log["steering_over_norm"].iloc[0] == pytest.approx(5.0 / expected, rel=1e-5)

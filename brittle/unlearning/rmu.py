@@ -55,4 +55,11 @@ class RMU(Method):
             h_r_ref = acts[state]
         forget = masked_mse(h_f, self.control, f.attention_mask)
         retain = masked_mse(h_r, h_r_ref, r.attention_mask)
-        return forget + self.hp["alpha"] * retain, {"forget_mse": forget.item(), "retain_mse": retain.item()}
+        # The steering coefficient only means something against the activations it replaces: the
+        # reference's c = 6.5 was set for Zephyr-7B's block-7 outputs. Logged so that a run on
+        # another model shows at step 0 how c compares with that model's own activation norm.
+        mask = f.attention_mask.to(torch.float32)
+        norm = float((h_f.detach().float().norm(dim=-1) * mask).sum() / mask.sum().clamp_min(1))
+        return forget + self.hp["alpha"] * retain, {"forget_mse": forget.item(), "retain_mse": retain.item(),
+                                                    "forget_act_norm": norm,
+                                                    "steering_over_norm": self.hp["steering_coeff"] / max(norm, 1e-12)}
