@@ -331,3 +331,18 @@ def test_rmu_logs_the_activation_norm_its_coefficient_is_read_against(tok, data)
     expected = h.norm(dim=-1)[mask].mean().item()
     assert log["forget_act_norm"].iloc[0] == pytest.approx(expected, rel=1e-5)
     assert log["steering_over_norm"].iloc[0] == pytest.approx(5.0 / expected, rel=1e-5)
+
+
+def test_learning_rate_schedules_closed_form(tok, data):
+    """Linear warm-up then linear decay to 0 (the TOFU-family reference schedule) and the tiny
+    profile's constant rate, against their formulas at every step; constant warm-up-free training
+    keeps the tiny profile's updates unchanged."""
+    steps, warmup, lr = 10, 3, 1e-3
+    _, log = train(tok, data, "ga_simple", steps=steps, lr=lr, warmup_steps=warmup, lr_decay="linear")
+    t = log["step"].to_numpy()
+    expected = [lr * k / warmup if k < warmup else lr * (steps - k) / (steps - warmup) for k in t]
+    assert log["lr"].tolist() == pytest.approx(expected)
+    _, log = train(tok, data, "ga_simple", steps=4, lr=lr)
+    assert log["lr"].tolist() == pytest.approx([lr] * 4)
+    from brittle.unlearning.profiles import PROFILES
+    assert PROFILES["npo"]["reference"]["lr_decay"] == "linear" and PROFILES["npo"]["tiny"]["lr_decay"] == "constant"

@@ -21,7 +21,9 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     "steps": Spec(int, "optimizer steps"),
-    "lr": Spec(float, "learning rate (AdamW, constant)"),
+    "lr": Spec(float, "peak learning rate (AdamW)"),
+    "warmup_steps": Spec(int, "steps of linear warm-up from 0 to lr"),
+    "lr_decay": Spec(str, "after warm-up: constant, or linear (to 0 at the last step, as transformers' linear schedule)"),
     "batch_size": Spec(int, "forget texts per forward pass (and as many retain texts)"),
     "grad_accum": Spec(int, "forward passes (micro-batches of batch_size) accumulated into one optimizer step: "
                             "effective batch = batch_size x grad_accum x processes"),

@@ -17,9 +17,16 @@ from typing import Any
 
 # What most methods share; the TOFU-family values (AdamW, clip 1, weight decay 0.01) for reference.
 _BASE = {
-    "reference": dict(max_length=512, max_grad_norm=1.0, weight_decay=0.01, grad_accum=1),
-    "tiny": dict(batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0, grad_accum=1),
+    "reference": dict(max_length=512, max_grad_norm=1.0, weight_decay=0.01, grad_accum=1, warmup_steps=0,
+                      lr_decay="constant"),
+    "tiny": dict(batch_size=16, max_length=64, max_grad_norm=1.0, weight_decay=0.0, grad_accum=1, warmup_steps=0,
+                 lr_decay="constant"),
 }
+# TOFU, open-unlearning, NPO and SimNPO warm up for one epoch and then decay linearly; at a fixed
+# step count that is steps / epochs of warm-up (a constant rate would give about twice the
+# integrated step size, which is what the magnitude diagnostics measure).
+_TOFU_5_EPOCHS = dict(warmup_steps=12, lr_decay="linear")     # 60 steps = 5 epochs of 12
+_TOFU_10_EPOCHS = dict(warmup_steps=12, lr_decay="linear")    # 125 steps = 10 epochs of 12.5
 
 
 def _profiles(reference: dict[str, Any], tiny: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -28,21 +35,23 @@ def _profiles(reference: dict[str, Any], tiny: dict[str, Any]) -> dict[str, dict
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # TOFU grad_ascent: AdamW lr 1e-5, effective batch 32, 5 epochs of forget10 (400 QA) ≈ 60 steps.
-    "ga_simple": _profiles(dict(steps=60, lr=1e-5, batch_size=32), dict(steps=30, lr=3e-4)),
+    "ga_simple": _profiles(dict(steps=60, lr=1e-5, batch_size=32, **_TOFU_5_EPOCHS), dict(steps=30, lr=3e-4)),
     # TOFU KL: gradient ascent plus a KL retain term, same schedule.
-    "ga": _profiles(dict(steps=60, lr=1e-5, batch_size=32, alpha=1.0), dict(steps=300, lr=3e-4, alpha=10.0)),
+    "ga": _profiles(dict(steps=60, lr=1e-5, batch_size=32, alpha=1.0, **_TOFU_5_EPOCHS),
+                    dict(steps=300, lr=3e-4, alpha=10.0)),
     # TOFU grad_diff.
-    "grad_diff": _profiles(dict(steps=60, lr=1e-5, batch_size=32, gamma=1.0, alpha=1.0),
+    "grad_diff": _profiles(dict(steps=60, lr=1e-5, batch_size=32, gamma=1.0, alpha=1.0, **_TOFU_5_EPOCHS),
                            dict(steps=200, lr=3e-4, gamma=1.0, alpha=4.0)),
     # TOFU / open-unlearning IdkDPO: lr 1e-5, β 0.1, α 1, batch 32, 10 epochs of forget10 (≈125 steps).
-    "dpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0),
+    "dpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0, **_TOFU_10_EPOCHS),
                      dict(steps=100, lr=1e-3, beta=0.1, alpha=1.0)),
     # Zhang et al. on TOFU forget10: lr 1e-5, β 0.1, retain weight 1, batch 32, 10 epochs (≈125 steps).
-    "npo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0),
+    "npo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=0.1, alpha=1.0, **_TOFU_10_EPOCHS),
                      dict(steps=100, lr=1e-3, beta=0.1, alpha=6.0)),
     # SimNPO on TOFU (open-unlearning): lr 1e-5, β 2.5, margin 0, forget weight 0.125, retain weight 1,
     # batch 32, 10 epochs (≈125 steps).
-    "simnpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=2.5, margin=0.0, gamma=0.125, alpha=1.0),
+    "simnpo": _profiles(dict(steps=125, lr=1e-5, batch_size=32, beta=2.5, margin=0.0, gamma=0.125, alpha=1.0,
+                             **_TOFU_10_EPOCHS),
                         dict(steps=100, lr=1e-3, beta=0.5, margin=2.0, gamma=1.0, alpha=3.0)),
     # WMDP RMU, Zephyr-7B: block 7, c = 6.5, α = 1200, lr 5e-5, batch 4, 150 batches, no clipping.
     "rmu": _profiles(dict(steps=150, lr=5e-5, batch_size=4, max_grad_norm=0.0, weight_decay=0.0, block=7,
@@ -69,7 +78,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # retain 5, LoRA rank 16 (α 16, dropout 0.05) on peft's default modules (no target_modules given:
     # query_key_value for GPT-NeoX) of blocks 0..30, 2000 examples at effective batch 32 (≈62 steps);
     # its layers [5, 10, 15, 20, 25, 30] are hidden states for rerouting and blocks for the adversary.
-    "cb_lat": _profiles(dict(steps=62, lr=2e-3, batch_size=32, alpha=5.0, remove_coef=300.0,
+    "cb_lat": _profiles(dict(steps=62, lr=2e-3, batch_size=32, lr_decay="linear", alpha=5.0, remove_coef=300.0,
                              target_hidden_states="5,10,15,20,25,30", adv_blocks="5,10,15,20,25,30", adv_steps=4,
                              adv_lr=2e-3, lora_rank=16, lora_alpha=16.0, lora_dropout=0.05, lora_modules="peft-default"),
                         # full fine-tuning for the reason given under cb (LoRA: hazard 0.78-0.93 at every

@@ -9,7 +9,8 @@ the :class:`Trainer` does the rest the same way for all of them:
   trained model, inside :meth:`Trainer.frozen`: for LoRA the adapters are switched off, otherwise
   the trainable tensors are swapped for copies of their initial values (memory: one copy of the
   trainable parameters, e.g. three matrices for RMU instead of a second model);
-* seeded data order (one ``torch.Generator``), AdamW at constant learning rate, gradient clipping,
+* seeded data order (one ``torch.Generator``), AdamW with an optional linear warm-up
+  (``warmup_steps``) and a constant or linearly decaying rate (``lr_decay``), gradient clipping,
   a per-step log of every loss term, and a loud error if the loss becomes non-finite;
 * gradient accumulation (``grad_accum`` = k): a step draws k × ``batch_size`` items, runs the
   method's loss on k micro-batches of ``batch_size`` and steps once on the mean of their
@@ -33,6 +34,19 @@ from tqdm import tqdm
 
 from brittle.errors import UserError
 from brittle.unlearning.data import Batch, batch_indices, encode_pairs, encode_texts
+
+
+def lr_schedule(optimizer, hp: dict):
+    """The learning-rate schedule of ``hp``: linear warm-up over ``warmup_steps``, then constant or
+    linear decay to 0 at ``steps`` (transformers' ``get_{constant,linear}_schedule_with_warmup``)."""
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    warmup, decay = int(hp.get("warmup_steps", 0)), hp.get("lr_decay", "constant")
+    if warmup < 0 or decay not in ("constant", "linear"):
+        raise UserError(f"--warmup-steps must be >= 0 and --lr-decay constant or linear (got {warmup}, {decay!r})")
+    if decay == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, hp["steps"])
+    return get_constant_schedule_with_warmup(optimizer, warmup)
 
 
 @dataclass
@@ -185,6 +199,7 @@ class Trainer:
         if not hasattr(self.core, "disable_adapter"):
             self._originals = [(p, p.detach().clone()) for p in params]
         optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0))
+        scheduler = lr_schedule(optimizer, hp)
         if self.accelerator:
             self.model, optimizer = self.accelerator.prepare(self.model, optimizer)
         self.model.train()
@@ -220,8 +235,10 @@ class Trainer:
                 for key, value in parts.items():   # loss terms: the mean over micro-batches
                     sums[key] = sums.get(key, 0.0) + float(value) / accum
             grad_norm = self._clip(params)
+            lr = scheduler.get_last_lr()[0]
             optimizer.step()
-            row = {"step": i, "loss": total, **sums, "grad_norm": grad_norm,
+            scheduler.step()
+            row = {"step": i, "loss": total, **sums, "grad_norm": grad_norm, "lr": lr,
                    "seconds": round(time.time() - t0, 3)}
             rows.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
