@@ -186,7 +186,7 @@ step report.py --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" ${unlearned[@]:
   --preset "$preset" --output-root "$root"
 stage_seconds+=($(( $(date +%s) - stage_began ))); stage_loads+=("$(load_average)")
 echo
-echo "pipeline finished in $(( $(date +%s) - started )) s on $(nproc 2>/dev/null || echo '?') cores; report: $root/report.md"
+echo "pipeline finished in $(( $(date +%s) - started )) s on $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') cores; report: $root/report.md"
 printf '  %-24s %8s %s\n' stage seconds "load average at its end"
 for i in "${!stage_names[@]}"; do
   printf '  %-24s %6d s %s\n' "${stage_names[$i]}" "${stage_seconds[$i]}" "${stage_loads[$i]}"
