@@ -191,8 +191,9 @@ def test_planted_patterns(planted_run):
         assert (_folder(planted_run, name) / f"layerwise_{name}.png").stat().st_size > 10_000
 
 
-def test_change_confined_to_block_1_shows_in_the_early_third(planted_run, tmp_path):
-    """The early third is made of block outputs: a change to the first block alone moves it,
+def test_change_confined_to_the_first_block_shows_in_the_early_third(planted_run, tmp_path):
+    """The early third is made of block outputs: a change to the first block (block 0, whose output
+    is hidden state 1) alone moves it,
     while the embeddings (hidden state 0, in no third) stay identical. Negative control: the
     unchanged model's early ratio is exactly 0."""
     from transformers import AutoModelForCausalLM
