@@ -346,3 +346,24 @@ def test_learning_rate_schedules_closed_form(tok, data):
     assert log["lr"].tolist() == pytest.approx([lr] * 4)
     from brittle.unlearning.profiles import PROFILES
     assert PROFILES["npo"]["reference"]["lr_decay"] == "linear" and PROFILES["npo"]["tiny"]["lr_decay"] == "constant"
+
+
+def test_cb_lat_adversary_is_fit_per_micro_batch(tok, data, monkeypatch):
+    """With batch 1 and k accumulated micro-batches (the reference profile's shape) the adversary is
+    fit k times per step, each time on one example, as the reference's per-example adversary."""
+    import brittle.unlearning.cb_lat as cb_lat
+
+    sizes = []
+    real = cb_lat.steering_attack
+
+    def spy(trainer, batch, *args, **kwargs):
+        sizes.append(batch.input_ids.shape[0])
+        return real(trainer, batch, *args, **kwargs)
+
+    monkeypatch.setattr(cb_lat, "steering_attack", spy)
+    train(tok, data, "cb_lat", steps=2, batch_size=1, grad_accum=3, target_hidden_states="1", adv_blocks="0",
+          adv_steps=1)
+    assert sizes == [1] * 6
+    from brittle.unlearning.profiles import PROFILES
+    ref = PROFILES["cb_lat"]["reference"]
+    assert ref["batch_size"] * ref["grad_accum"] == 32 and ref["batch_size"] == 1

@@ -12,8 +12,10 @@ the circuit-breaker terms
 (O'Brien et al. 2025, "Deep Ignorance", arXiv:2508.06601, CB-LAT; reference EleutherAI/unlearn
 ``unlearn/cas/unlearning.py``, alg ``rr-lat``: the schedule, the adversary, and the retain pass
 also running under the adversary are taken from there; circuit breakers: Zou et al. 2024,
-arXiv:2406.04313). Differences: the adversary is fit on the whole forget batch (the reference
-uses 2 examples to save memory) and its gradients never reach the model's parameters.
+arXiv:2406.04313). The adversary is fit on each micro-batch: the reference trains with one
+example per device and accumulates 32 (``pdbs = 1``), so its adversary is fit per example, which
+the reference profile reproduces with ``batch_size = 1, grad_accum = 32``; the tiny profile fits it
+on batches of 16. Its gradients never reach the model's parameters.
 """
 
 from __future__ import annotations

@@ -77,8 +77,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Deep-ignorance CB-LAT on the 6.9B GPT-NeoX: lr 2e-3, adversary lr 2e-3, 4 attack steps, remove 300,
     # retain 5, LoRA rank 16 (α 16, dropout 0.05) on peft's default modules (no target_modules given:
     # query_key_value for GPT-NeoX) of blocks 0..30, 2000 examples at effective batch 32 (≈62 steps);
-    # its layers [5, 10, 15, 20, 25, 30] are hidden states for rerouting and blocks for the adversary.
-    "cb_lat": _profiles(dict(steps=62, lr=2e-3, batch_size=32, lr_decay="linear", alpha=5.0, remove_coef=300.0,
+    # its layers [5, 10, 15, 20, 25, 30] are hidden states for rerouting and blocks for the adversary;
+    # one example per device and 32 accumulated (pdbs = 1), so the adversary is fit per example.
+    "cb_lat": _profiles(dict(steps=62, lr=2e-3, batch_size=1, grad_accum=32, lr_decay="linear", alpha=5.0,
+                             remove_coef=300.0,
                              target_hidden_states="5,10,15,20,25,30", adv_blocks="5,10,15,20,25,30", adv_steps=4,
                              adv_lr=2e-3, lora_rank=16, lora_alpha=16.0, lora_dropout=0.05, lora_modules="peft-default"),
                         # full fine-tuning for the reason given under cb (LoRA: hazard 0.78-0.93 at every
