@@ -39,5 +39,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    """Every test starts seeded and single-threaded (a script run in-process, e.g. pretrain.py
+    with --threads auto, may have changed the thread count)."""
     torch.manual_seed(0)
+    torch.set_num_threads(1)

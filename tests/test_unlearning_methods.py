@@ -17,15 +17,6 @@ from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
 SMALL = {"batch_size": 2, "max_length": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tok():
     from brittle.tokenizer import train_word_tokenizer
