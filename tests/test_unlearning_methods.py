@@ -358,3 +358,17 @@ def test_cb_lat_adversary_is_fit_per_micro_batch(tok, data, monkeypatch):
     from brittle.unlearning.profiles import PROFILES
     ref = PROFILES["cb_lat"]["reference"]
     assert ref["batch_size"] * ref["grad_accum"] == 32 and ref["batch_size"] == 1
+
+
+def test_cb_retain_term_stops_at_the_last_target_block(tok, data):
+    """As the reference, which truncates the model after the last target block: with full
+    fine-tuning and target hidden state 1 (block 0's output), the retain term reads hidden states
+    0..2, so block 2, the final norm and the head get no gradient from any term and stay exactly as
+    they were (a retain term over every hidden state would move them), while blocks 0 and 1 change."""
+    model, log = train(tok, data, "cb", steps=3, lora_rank=0, target_hidden_states="1", lr=1e-2)
+    assert log["retain_l2"].iloc[1:].gt(0).all()
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+    trained = state(model)
+    changed = {k for k in base if not torch.equal(base[k], trained[k])}
+    assert any(".layers.0." in k for k in changed) and any(".layers.1." in k for k in changed)
+    assert not any(".layers.2." in k or "final_layer_norm" in k or "embed_out" in k for k in changed), sorted(changed)

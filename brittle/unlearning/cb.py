@@ -1,10 +1,11 @@
 """Circuit breakers by representation rerouting (``cb``).
 
 On forget text the representations at the target blocks are pushed to be orthogonal to the
-frozen model's; on retain text all hidden states are kept where they were:
+frozen model's; on retain text the hidden states up to the last target block's output are kept
+where they were:
 
     L_t = c_s(t) · mean ReLU(cos(h_θ, h_frozen))[forget, target blocks]
-        + c_r(t) · mean ‖h_θ − h_frozen‖₂[retain, all hidden states]
+        + c_r(t) · mean ‖h_θ − h_frozen‖₂[retain, hidden states 0..max(target) + 1]
     c_s(t) = α · (1 − t/(2T)),  c_r(t) = α · t/(2T)
 
 (Zou et al. 2024, "Improving Alignment and Robustness with Circuit Breakers", arXiv:2406.04313,
@@ -12,8 +13,9 @@ Alg. 1; reference GraySwanAI/circuit-breakers ``lorra_circuit_breaker.py``, whos
 ``step/300`` over 150 steps is this t/(2T)). The target hidden states (``--target-hidden-states``,
 the reference's indices) are read as raw block outputs. LoRA on every linear projection of
 blocks 0..max(target) by default (merged at save; ``--lora-modules``); ``--lora-rank 0`` fine-tunes every
-parameter instead. The retain term reads ``output_hidden_states`` (embeddings + every block, as
-the reference).
+parameter instead. The retain term reads ``output_hidden_states`` up to the output of block
+max(target), where the reference truncates the model (``drop_layers_after``); its last state there
+has the final norm applied, ours is the raw block output.
 """
 
 from __future__ import annotations
@@ -66,8 +68,11 @@ class CircuitBreakers(Method):
             h_ref = stacked(acts, self.targets)
             trainer.forward(f)
             h = stacked(acts, self.targets)
-        r_ref = torch.stack(trainer.frozen_forward(r, output_hidden_states=True).hidden_states)
-        r_h = torch.stack(trainer.forward(r, output_hidden_states=True).hidden_states)
+        # The reference truncates the model after the last target block, so its retain term reads
+        # hidden states 0..max(target) + 1 only; later blocks take no part in training.
+        kept = slice(0, max(self.targets) + 2)
+        r_ref = torch.stack(trainer.frozen_forward(r, output_hidden_states=True).hidden_states[kept])
+        r_h = torch.stack(trainer.forward(r, output_hidden_states=True).hidden_states[kept])
         reroute = reroute_loss(h, h_ref, f.attention_mask)
         retain = retain_l2(r_h, r_ref, r.attention_mask)
         return c_s * reroute + c_r * retain, {"reroute_cos": reroute.item(), "retain_l2": retain.item(),
