@@ -27,8 +27,6 @@ from brittle.errors import UserError
 
 STEP = "evaluation"
 FORMATS = ("cloze", "mcqa")
-# Question files looked for in <data-dir>/questions/: the forget domain, near- and far-domain benign.
-QUESTION_SETS = ("hazard", "near", "far")
 
 
 def build_parser(argv=None):
@@ -56,6 +54,8 @@ def build_parser(argv=None):
 
 
 def question_sets(args) -> dict[str, Path]:
+    from brittle.data.build import QUESTION_SETS
+
     if args.questions:
         paths = [Path(q) for q in args.questions]
     else:

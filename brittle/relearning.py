@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brittle.data.build import QUESTION_SETS
 from brittle.errors import UserError
 
 ATTACK_FILES = {"hazard": "attack/hazard_train.txt", "benign": "attack/benign_train.txt"}
 HAZARD_EVAL = "attack/hazard_eval.jsonl"
 # Benign question sets scored beside the hazard ones: column prefix -> file of the data folder.
-BENIGN_EVALS = {"near": "questions/near_eval.jsonl", "far": "questions/far_eval.jsonl"}
+BENIGN_EVALS = {q: f"questions/{q}_eval.jsonl" for q in QUESTION_SETS if q != "hazard"}
 RETAIN_TEXT = "retain.txt"
 # Preset keys of the attack settings (a flag the user sets wins).
 PRESET_KEYS = {"lr": ("RELEARN_LR", float), "batch_size": ("RELEARN_BATCH_SIZE", int),

@@ -232,16 +232,20 @@ def lipschitz_change(path: Path, model: str) -> dict:
 
 
 @reads("linear_probes", "probe_results.csv", Number("probe_auc_max", "probe AUC (max)", signature=True),
+       Number("probe_lexical_auc", "words-only AUC", baseline=True),
        Number("probe_best_hidden_state", "probe best hidden state"), Number("probe_auc_mean", "probe AUC (mean)"),
        roles=EVERY)
 def probe_auc(path: Path, model: str) -> dict:
     """probe_auc_max: the highest held-out AUC of a forget-vs-retain logistic-regression probe over
-    hidden states; probe_best_hidden_state: where it is reached; probe_auc_mean: the mean over them.
+    hidden states; probe_best_hidden_state: where it is reached; probe_auc_mean: the mean over them;
+    probe_lexical_auc: the same protocol on the texts' word counts (NaN in outputs older than that
+    column), what the vocabulary alone separates.
     """
     df = read_table(path, ["hidden_state", "auc"])
     best = df.loc[df["auc"].idxmax()]
+    lexical = float(df["lexical_auc"].iloc[0]) if "lexical_auc" in df else np.nan
     return {"probe_auc_max": float(best["auc"]), "probe_best_hidden_state": int(best["hidden_state"]),
-            "probe_auc_mean": float(df["auc"].mean())}
+            "probe_auc_mean": float(df["auc"].mean()), "probe_lexical_auc": lexical}
 
 
 @reads("layerwise_forgetting", "regions.csv", Number("layerwise_pattern", "layer-wise pattern"),
@@ -249,7 +253,7 @@ def probe_auc(path: Path, model: str) -> dict:
 def layerwise_pattern(path: Path, model: str) -> dict:
     """layerwise_pattern: true_unlearning / obfuscation / no_effect / mixed for this unlearned
     model; early_ratio, late_ratio: forgetting ratio d_ft/(d_ref + d_ft) of the early and late
-    thirds of the hidden states (> 0.5: closer to the model that never learned the facts).
+    thirds of the block outputs (> 0.5: closer to the model that never learned the facts).
     """
     df = read_table(path, ["unlearned_model", "region", "forgetting_ratio", "model_pattern"])
     rows = df[df["unlearned_model"].astype(str) == model]

@@ -110,6 +110,9 @@ def test_grouped_folds_and_the_lexical_baseline(world, capsys):
     folder = tmp / "grouped_out" / "gpt_neox-a" / "linear_probes"
     np.testing.assert_allclose(pd.read_csv(folder / "probe_results.csv")["lexical_auc"], expected)
     assert json.loads((folder / "summary.json").read_text())["probe"]["fold_groups"] == "entity"
+    # the report shows the same baseline beside the probe's AUC
+    from brittle.report_numbers import probe_auc
+    assert probe_auc(folder / "probe_results.csv", "gpt_neox-a")["probe_lexical_auc"] == pytest.approx(expected)
     # negative control: ungrouped folds give a different baseline on the same texts
     assert lexical_auc(FORGET, RETAIN, seed=0) != expected
 

@@ -31,10 +31,12 @@ from brittle.data import synthetic as syn
 from brittle.data.hub import jsonl_text
 from brittle.io import write_json, write_text
 
+# Question sets, one per fact family, as questions/<set>_{eval,val}.jsonl: the forget domain, then
+# near- and far-domain benign (evaluate.py and relearn.py score those a data folder has).
+QUESTION_SETS = syn.DOMAINS
+
 LAYOUT = ["forget.txt", "retain.txt", "forget_qa.jsonl", "idk.txt",
-          "questions/hazard_eval.jsonl", "questions/hazard_val.jsonl",
-          "questions/near_eval.jsonl", "questions/near_val.jsonl",
-          "questions/far_eval.jsonl", "questions/far_val.jsonl",
+          *[f"questions/{q}_{split}.jsonl" for q in QUESTION_SETS for split in ("eval", "val")],
           "attack/hazard_train.txt", "attack/hazard_eval.jsonl", "attack/benign_train.txt"]
 
 
@@ -87,7 +89,7 @@ def synthetic_files(seed: int = 0, n_scored: int = 40, n_format: int = 40,
         "forget_qa.jsonl": jsonl_text(qa),
         "idk.txt": lines_text(world.idk),
         **{f"questions/{d}_{split}.jsonl": jsonl_text(q(world, d, templates, seed))
-           for d in syn.DOMAINS
+           for d in QUESTION_SETS
            for split, templates in (("eval", syn.EVAL_TEMPLATES), ("val", (syn.VAL_TEMPLATE,)))},
         "attack/hazard_train.txt": lines_text(s for s, _ in sentences([f for f in scored["hazard"] if f.subset == "A"])),
         "attack/hazard_eval.jsonl": jsonl_text(q(world, "hazard", syn.EVAL_TEMPLATES, seed, subset="B")),
