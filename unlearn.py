@@ -18,7 +18,10 @@ Examples:
 Forget data: --forget-file (texts, every token a target) and --forget-qa ({"prompt","answer"} per
 line, only answer tokens are targets). dpo, npo and simnpo train on the pairs where the data
 folder has them (else npo/simnpo on whole texts, dpo on texts split in half); the other methods
-on texts. --forget-format overrides. --retain-file: retain texts. --idk: IdkDPO's refusals.
+on texts. --forget-format overrides. --retain-file: retain texts; methods that train on pairs use
+the retain pairs instead where the data folder has them (--retain-qa; TOFU). --idk: IdkDPO's
+refusals. --qa-format: how a pair is written (the preset's QA_FORMAT; tofu: the Llama-3 chat tags
+open-unlearning trains its TOFU checkpoints with).
 
 Writes <outdir> (default <unlearned-dir>/<base>__<method>/): the model (safetensors, float32
 unless --save-dtype), tokenizer, hyperparameters.json, training_log.csv (one row per step: every
@@ -51,7 +54,12 @@ def build_parser(argv=None):
     p.add_argument("--retain-file", default=None, help="retain texts (default: <data-dir>/retain.txt)")
     p.add_argument("--forget-qa", default=None,
                    help="forget prompt/answer pairs (default: <data-dir>/forget_qa.jsonl if present)")
+    p.add_argument("--retain-qa", default=None,
+                   help="retain prompt/answer pairs for pair-trained methods (default: <data-dir>/retain_qa.jsonl if present)")
     p.add_argument("--idk", default=None, help="IdkDPO refusals (default: <data-dir>/idk.txt if present)")
+    p.add_argument("--qa-format", default=None,
+                   help=f"how prompt/answer pairs are written: plain or llama3-tofu (default: "
+                        f"{cli.from_preset(argv, 'QA_FORMAT')}; plain when unset)")
     p.add_argument("--forget-format", choices=["auto", "texts", "pairs"], default="auto",
                    help="what ga/grad_diff/npo/simnpo train on: whole texts or the answers of prompt/answer pairs")
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
@@ -80,7 +88,7 @@ def body(args, argv=None) -> int:
     from brittle.presets import data_dir, load_preset
     from brittle.runtime import load_env, resolve_device, resolve_dtype, seed_everything
     from brittle.tracking import NullTracker, start_run
-    from brittle.unlearning.data import DEFAULT_IDK, read_pairs, split_text
+    from brittle.unlearning.data import DEFAULT_IDK, qa_format, read_pairs, split_text
     from brittle.unlearning.plot import plot_training_log
     from brittle.unlearning.registry import get_method
     from brittle.unlearning.trainer import Trainer, UnlearnData
@@ -94,11 +102,15 @@ def body(args, argv=None) -> int:
     forget_path = Path(args.forget_file or folder / "forget.txt")
     retain_path = Path(args.retain_file or folder / "retain.txt")
     qa_path = Path(args.forget_qa) if args.forget_qa else folder / "forget_qa.jsonl"
+    retain_qa_path = Path(args.retain_qa) if args.retain_qa else folder / "retain_qa.jsonl"
     idk_path = Path(args.idk) if args.idk else folder / "idk.txt"
+    fmt_name = args.qa_format or preset.get("QA_FORMAT") or "plain"
+    fmt = qa_format(fmt_name)
     for path in (forget_path, retain_path):
         if not path.is_file():
             raise UserError(f"{path} not found: run create_datasets.py --preset {args.preset} first, or pass the file")
-    for flag, given, path in (("--forget-qa", args.forget_qa, qa_path), ("--idk", args.idk, idk_path)):
+    for flag, given, path in (("--forget-qa", args.forget_qa, qa_path), ("--retain-qa", args.retain_qa, retain_qa_path),
+                              ("--idk", args.idk, idk_path)):
         if given and not path.is_file():
             raise UserError(f"{flag} {path} not found")
 
@@ -117,10 +129,13 @@ def body(args, argv=None) -> int:
     outdir = Path(args.outdir) if args.outdir else Path(args.unlearned_dir) / f"{model_slug(model_id)}__{args.method}"
     compute_dtype = resolve_dtype(args.dtype, resolve_device(args.device))
     uses_qa = method.forget_form == "pairs" and qa_path.is_file()
+    retain_pairs = method.forget_form == "pairs" and retain_qa_path.is_file()
     params = {"model": str(model_id), "revision": args.revision, "method": args.method, "profile": profile,
               "hyperparameters": method.hp, "forget_form": method.forget_form, "seed": args.seed,
               "compute_dtype": str(compute_dtype).replace("torch.", ""), "save_dtype": args.save_dtype}
-    inputs = {"forget": forget_path, "retain": retain_path,
+    if method.forget_form == "pairs" and fmt_name != "plain":
+        params["qa_format"] = fmt_name   # only when it applies, so plain runs keep their old parameters
+    inputs = {"forget": forget_path, "retain": retain_qa_path if retain_pairs else retain_path,
               "forget_qa": qa_path if uses_qa else None, "idk": idk_path if args.method == "dpo" else None}
     run = StepRun(outdir, params, argv, models={"base": model_id}, files=inputs)
     accelerator = None
@@ -138,7 +153,8 @@ def body(args, argv=None) -> int:
     forget_texts = read_lines(forget_path, what="forget texts")
     pairs = read_pairs(qa_path) if qa_path.is_file() else [split_text(t) for t in forget_texts]
     idk = read_lines(idk_path, what="refusal answers") if idk_path.is_file() else DEFAULT_IDK
-    data = UnlearnData(forget_texts, read_lines(retain_path, what="retain texts"), pairs, idk)
+    retain = read_pairs(retain_qa_path) if retain_pairs else read_lines(retain_path, what="retain texts")
+    data = UnlearnData(forget_texts, retain, pairs, idk, fmt)
 
     device = accelerator.device if accelerator else resolve_device(args.device)
     seed_everything(args.seed)

@@ -83,6 +83,8 @@ def test_create_tofu_from_offline_copy(shared_data, tmp_path):
     assert len((out / "retain.txt").read_text().splitlines()) == 3600
     assert len((out / "idk.txt").read_text().splitlines()) == 100
     assert len(read_jsonl(out / "qa" / "holdout10.jsonl")) == 400
+    retain_pairs = read_jsonl(out / "retain_qa.jsonl")     # the retain term's pairs, one per retain text
+    assert len(retain_pairs) == 3600 and set(retain_pairs[0]) == {"prompt", "answer"}
 
 
 def test_preset_names_source_and_folder(tmp_path, capsys, monkeypatch):

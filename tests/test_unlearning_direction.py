@@ -95,3 +95,34 @@ def test_rmu_pulls_forget_activations_to_the_control_vector(learned):
     assert log["forget_mse"].iloc[-1] < 0.5 * log["forget_mse"].iloc[0]
     _, _, log = run(learned, "rmu", flip=True)
     assert log["forget_mse"].iloc[-1] > log["forget_mse"].iloc[0]
+
+
+def test_targeted_lat_adversary_pushes_retain_text_away_as_well(learned):
+    """LAT's adversary (the reference's targeted form) on a model that knows its retain texts: the
+    fitted δ raises the retain NLL by more than the forget-only adversary (which does lower the forget
+    NLL) does; δ is zero past each forget text, also where the retain batch is longer."""
+    from brittle.capture.hooks import add_to_residual
+    from brittle.unlearning.adversary import ball_attack, cut
+    from brittle.unlearning.losses import mean_nll
+
+    tok, state = learned
+    model = make_tiny_model("gpt_neox", vocab_size=len(tok), layers=4)
+    model.load_state_dict(state)
+    model.requires_grad_(False)
+    method = get_method("lat", "tiny", {"batch_size": 4, "max_length": 16, "steps": 1})
+    trainer = Trainer(model, tok, method, UnlearnData(FORGET, RETAIN, list(FACTS), DEFAULT_IDK), progress=False)
+    f = encode_texts(tok, FORGET, 16)
+    r = encode_texts(tok, [t + " " + t for t in RETAIN], 32)
+    assert r.input_ids.shape[1] > f.input_ids.shape[1]
+
+    def retain_nll(attack):
+        with torch.no_grad(), add_to_residual(model, cut(attack.deltas, r)):
+            return mean_nll(model(**r.inputs).logits, r.labels).item()
+
+    targeted = ball_attack(trainer, f, [2], epsilon=4.0, steps=10, lr=0.1, away=r)
+    plain = ball_attack(trainer, f, [2], epsilon=4.0, steps=10, lr=0.1)
+    assert plain.nll_attacked < plain.nll_clean - 0.02
+    assert retain_nll(targeted) > retain_nll(plain) + 0.1, (retain_nll(targeted), retain_nll(plain))
+    delta, n = targeted.deltas[2], f.input_ids.shape[1]
+    assert delta.shape[1] == r.input_ids.shape[1]
+    assert (delta[:, n:] == 0).all() and (delta[:, :n][f.attention_mask == 0] == 0).all()

@@ -124,6 +124,31 @@ def test_encode_pairs_targets_only_the_answer(tiny_tokenizer):
     assert split_text("a b c d e") == ("a b", "c d e")
 
 
+def test_llama3_tofu_format_is_open_unlearnings_layout():
+    """The llama3-tofu pair format against open-unlearning's recipe written out independently: the
+    whole string (system prompt with its BOS tag, user and assistant tags, answer) tokenised at once
+    with special tokens, the tokenizer's EOS appended, targets from the wrapped prompt's length on."""
+    from brittle.tokenizer import train_word_tokenizer
+    from brittle.unlearning.data import QA_FORMATS
+
+    tok = train_word_tokenizer(["who wrote the book ? jane wrote it . you are a helpful assistant . system user"])
+    tok.add_special_tokens({"additional_special_tokens": ["<|begin_of_text|>", "<|start_header_id|>",
+                                                          "<|end_header_id|>", "<|eot_id|>"]})
+    wrapped = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nyou are a helpful assistant ."
+               "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nwho wrote the book ?<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    full = tok(wrapped + "jane wrote it .")["input_ids"] + [tok.eos_token_id]
+    n = len(tok(wrapped)["input_ids"])
+    fmt = QA_FORMATS["llama3-tofu"]
+    fmt = type(fmt)(fmt.template.replace("You are a helpful assistant.", "you are a helpful assistant ."),
+                    fmt.sep, fmt.append_eos)     # the word tokenizer's vocabulary is lower-case
+    batch = encode_pairs(tok, ["who wrote the book ?"], ["jane wrote it ."], 64, fmt)
+    assert batch.input_ids[0].tolist() == full
+    assert batch.labels[0].tolist() == [L.IGNORE] * n + full[n:]
+    plain = encode_pairs(tok, ["who wrote the book ?"], ["jane wrote it ."], 64)    # negative control
+    assert plain.input_ids[0].tolist() != full and tok.eos_token_id not in plain.input_ids[0].tolist()
+
+
 def test_batch_indices_seeded_epochs_and_rank_slices():
     a = batch_indices(10, 4, torch.Generator().manual_seed(3))
     b = batch_indices(10, 4, torch.Generator().manual_seed(3))

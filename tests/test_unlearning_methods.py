@@ -128,7 +128,7 @@ class _FrozenProbe(Method):
 
 
 def test_frozen_reference_is_the_initial_model_on_every_step(tok, data):
-    batch = encode_texts(tok, data.retain_texts, 16)
+    batch = encode_texts(tok, data.retain, 16)
     model = make_tiny_model("gpt_neox", vocab_size=len(tok))
     with torch.no_grad():
         expected = model(**batch.inputs).logits
@@ -153,13 +153,13 @@ def _trainer(tok, data):
 def test_ball_adversary_makes_forget_text_more_likely_within_the_ball(tok, data):
     trainer = _trainer(tok, data)
     f = trainer.texts(data.forget_texts)
-    deltas, before, after = ball_attack(trainer, f, [2], epsilon=1.0, steps=8, lr=0.1)
-    assert after < before - 0.05, "the adversary must lower the forget NLL (raise its likelihood)"
-    norms = deltas[2].norm(dim=-1)
+    attack = ball_attack(trainer, f, [2], epsilon=1.0, steps=8, lr=0.1)
+    assert attack.nll_attacked < attack.nll_clean - 0.05, "the adversary must lower the forget NLL"
+    norms = attack.deltas[2].norm(dim=-1)
     assert norms.max().item() <= 1.0 + 1e-5
     assert (norms[f.attention_mask == 0] == 0).all()
-    _, before0, after0 = ball_attack(trainer, f, [2], epsilon=1e-6, steps=8, lr=0.1)   # negative control
-    assert abs(after0 - before0) < 1e-3
+    tiny = ball_attack(trainer, f, [2], epsilon=1e-6, steps=8, lr=0.1)   # negative control
+    assert abs(tiny.nll_attacked - tiny.nll_clean) < 1e-3
 
 
 def test_steering_adversary_makes_forget_text_more_likely(tok, data):
@@ -285,29 +285,74 @@ def test_cb_and_cb_lat_coefficient_schedules_closed_form(tok, data):
     assert log["coef_retain"].tolist() == pytest.approx((alpha * s).tolist())
 
 
-def test_lat_lora_path_trains_only_adapters_and_merges_low_rank(tok, data):
-    """lat with --lora-rank r: every changed matrix changed by rank ≤ r (merged adapters), no
-    embedding, norm or bias changed; with rank 0 the embedding changes too (negative control)."""
+@pytest.mark.parametrize("arch,allowed", [("gpt_neox", {"query_key_value", "dense_h_to_4h", "dense_4h_to_h"}),
+                                          ("llama", {"q_proj", "k_proj", "v_proj", "up_proj", "down_proj"})])
+def test_lat_reference_lora_adapts_q_k_v_up_down_of_every_block(tok, data, arch, allowed):
+    """lat's reference LoRA (the targeted-LAT WMDP config's list): after merging, each changed matrix
+    is one of those modules, changed with rank ≤ r, in every block; no embedding, norm, bias,
+    attention output or gate changed. With rank 0 the embedding changes too (negative control)."""
     r = 2
-    model, log = train(tok, data, "lat", steps=2, lora_rank=r, lora_alpha=4.0, lr=1e-2, adv_hidden_states="1")
+    hp = {**SMALL, "steps": 2, "model_steps": 1, "adv_steps": 2, "lora_rank": r, "lora_alpha": 4.0, "lr": 1e-2,
+          "adv_hidden_states": "1"}
+    model = make_tiny_model(arch, vocab_size=len(tok))
+    trainer = Trainer(model, tok, get_method("lat", "reference", hp), data, seed=0, progress=False)
+    log = trainer.run()
     assert (log["adv_forget_nll_attacked"] < log["adv_forget_nll_clean"]).all()   # the adversary helps forget text
-    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
-    trained = state(model)
+    base = state(make_tiny_model(arch, vocab_size=len(tok)))
+    trained = state(trainer.trained_model())
     changed = [k for k in base if not torch.equal(base[k], trained[k])]
-    assert changed and all(k.endswith(".weight") and trained[k].ndim == 2 and "embed" not in k for k in changed)
+    assert changed and {k.split(".")[-2] for k in changed} == allowed, changed
+    blocks = {int(k.split(".layers.")[1].split(".")[0]) for k in changed}
+    assert blocks == set(range(model.config.num_hidden_layers))
     for k in changed:
         assert torch.linalg.matrix_rank((trained[k] - base[k]).double(), rtol=1e-6) <= r
-    full, _ = train(tok, data, "lat", steps=2, lora_rank=0, lr=1e-2, adv_hidden_states="1")
-    assert not torch.equal(state(full)["gpt_neox.embed_in.weight"], base["gpt_neox.embed_in.weight"])
+    full, _ = train(tok, data, "lat", steps=2, arch=arch, lora_rank=0, lr=1e-2, adv_hidden_states="1", model_steps=1)
+    embedding = next(k for k in base if "embed" in k)
+    assert not torch.equal(state(full)[embedding], base[embedding])
 
 
-def test_lat_away_loss_is_taken_under_the_perturbation(tok, data):
-    """The away term is evaluated with the adversary's perturbation applied: at step 0 it differs
-    from the same term with an adversary of radius 1e-9 (the unperturbed loss, to rounding)."""
-    _, attacked = train(tok, data, "lat", steps=1, adv_hidden_states="1", epsilon=2.0, lora_rank=0)
-    _, clean = train(tok, data, "lat", steps=1, adv_hidden_states="1", epsilon=1e-9, lora_rank=0)
-    assert attacked["retain_nll"].iloc[0] == pytest.approx(clean["retain_nll"].iloc[0], rel=1e-6)
-    assert attacked["away_loss"].iloc[0] != pytest.approx(clean["away_loss"].iloc[0], rel=1e-3)
+def test_lat_model_loss_is_the_normalised_sum_of_its_three_terms_under_the_perturbation(tok, data):
+    """At step 0: loss = (ρ·NLL(retain|δ) + γ·away(forget|δ) + α·NLL(retain)) / (ρ + γ + α); the
+    two perturbed terms differ from the same terms under an adversary of radius 1e-9 (the clean
+    loss, to rounding) while the SFT term does not."""
+    hp = dict(steps=1, adv_hidden_states="1", lora_rank=0, model_steps=1, retain_adv_weight=2.0, gamma=3.0, alpha=5.0)
+    _, attacked = train(tok, data, "lat", epsilon=2.0, **hp)
+    _, clean = train(tok, data, "lat", epsilon=1e-9, **hp)
+    row = attacked.iloc[0]
+    expected = (2.0 * row["retain_nll_attacked"] + 3.0 * row["away_loss"] + 5.0 * row["retain_nll"]) / 10.0
+    assert row["loss"] == pytest.approx(expected, rel=1e-6)
+    assert row["retain_nll"] == pytest.approx(clean["retain_nll"].iloc[0], rel=1e-6)
+    assert row["away_loss"] != pytest.approx(clean["away_loss"].iloc[0], rel=1e-3)
+    assert row["retain_nll_attacked"] != pytest.approx(clean["retain_nll_attacked"].iloc[0], rel=1e-3)
+    assert clean["retain_nll_attacked"].iloc[0] == pytest.approx(clean["retain_nll"].iloc[0], rel=1e-6)
+
+
+def test_lat_fits_one_adversary_per_step_and_takes_model_steps_on_it(tok, data, monkeypatch):
+    """model_steps = k: one adversary fit per step and k optimizer steps against it. With the
+    optimizer re-created every step (reset_optimizer, the reference's choice), each of those steps
+    is Adam's first, which moves every parameter with a gradient by ±lr (no clipping, no weight
+    decay): after 2 steps of 1 the parameters that moved moved by a whole number of lr. With the
+    state kept (negative control) the second update is not ±lr."""
+    import brittle.unlearning.lat as lat
+
+    fits = []
+    real = lat.ball_attack
+    monkeypatch.setattr(lat, "ball_attack", lambda *a, **k: fits.append(1) or real(*a, **k))
+    _, log = train(tok, data, "lat", steps=2, model_steps=3, adv_hidden_states="1", lora_rank=0)
+    assert len(fits) == 2 and len(log) == 2
+    lr = 1e-3
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+
+    def share_of_whole_lr_steps(reset):
+        model, _ = train(tok, data, "lat", steps=2, model_steps=1, adv_hidden_states="1", lora_rank=0, lr=lr,
+                         max_grad_norm=0.0, weight_decay=0.0, reset_optimizer=reset)
+        trained = state(model)
+        units = torch.cat([((trained[k] - base[k]) / lr).abs().flatten() for k in base if base[k].is_floating_point()])
+        moved = units[units > 1e-3]
+        return ((moved - moved.round()).abs() < 1e-2).float().mean().item()
+
+    assert share_of_whole_lr_steps(True) > 0.95      # the rest: gradients near Adam's ε = 1e-8
+    assert share_of_whole_lr_steps(False) < 0.5
 
 
 def test_rmu_logs_the_activation_norm_its_coefficient_is_read_against(tok, data):
@@ -372,3 +417,24 @@ def test_cb_retain_term_stops_at_the_last_target_block(tok, data):
     changed = {k for k in base if not torch.equal(base[k], trained[k])}
     assert any(".layers.0." in k for k in changed) and any(".layers.1." in k for k in changed)
     assert not any(".layers.2." in k or "final_layer_norm" in k or "embed_out" in k for k in changed), sorted(changed)
+
+
+def test_retain_pairs_train_on_their_answers_only(tok, data):
+    """With retain (prompt, answer) pairs (TOFU's retain term), grad_diff's logged retain NLL at step
+    0 is the base model's mean NLL over the answer tokens only (HF's loss with the prompt masked),
+    not over whole texts (negative control)."""
+    from brittle.unlearning.data import encode_pairs
+
+    pairs = [split_text(t) for t in data.retain]
+    paired = UnlearnData(data.forget_texts, pairs, data.forget_pairs, DEFAULT_IDK)
+    model = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    method = get_method("grad_diff", "tiny", {**SMALL, "steps": 1, "batch_size": len(pairs)})   # one batch: all pairs
+    log = Trainer(model, tok, method, paired, seed=0, progress=False).run()
+    base = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    b = encode_pairs(tok, [p for p, _ in pairs], [a for _, a in pairs], SMALL["max_length"])
+    t = encode_texts(tok, data.retain, SMALL["max_length"])
+    with torch.no_grad():
+        answers_only = base(**b.inputs, labels=b.labels).loss.item()
+        whole = base(**t.inputs, labels=t.labels).loss.item()
+    assert log["retain_nll"].iloc[0] == pytest.approx(answers_only, rel=1e-5)
+    assert abs(whole - answers_only) > 1e-3

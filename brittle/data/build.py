@@ -12,6 +12,7 @@ Layout (files a source cannot provide are absent and listed in the manifest's ``
                                                 for folds that never split a group (tiny world)
     retain_near.txt                             near-domain retain texts (tiny world)
     forget_qa.jsonl                             {"prompt", "answer", ...}: text = prompt + " " + answer
+    retain_qa.jsonl                             {"prompt", "answer"}: the retain texts as pairs (TOFU only)
     idk.txt                                     refusal answers, one per line
     questions/{hazard,near,far}_{eval,val}.jsonl  {"id", "question", "choices", "answer", ...}
     attack/hazard_train.txt                     relearning text, disjoint from attack/hazard_eval.jsonl
@@ -180,6 +181,7 @@ def tofu_files(tofu_dir=None, forget: str = "forget10", retain: str = "retain90"
         "forget.txt": lines_text([tofu.qa_text(r) for r in f_rows]),
         "retain.txt": lines_text(r_text),
         "forget_qa.jsonl": jsonl_text({"prompt": r["question"], "answer": r["answer"]} for r in f_rows),
+        "retain_qa.jsonl": jsonl_text({"prompt": r["question"], "answer": r["answer"]} for r in r_rows[:max_retain]),
         "idk.txt": lines_text(tofu.load_idk(tofu_dir)),
         f"qa/{forget}.jsonl": jsonl_text({"question": r["question"], "answer": r["answer"]} for r in f_rows),
         f"qa/{retain}.jsonl": jsonl_text({"question": r["question"], "answer": r["answer"]} for r in r_rows),

@@ -62,7 +62,7 @@ class CircuitBreakers(Method):
     def loss(self, trainer, step):
         c_s, c_r = self.coefficients(step)
         f = trainer.texts(step.forget)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         with record_residual(trainer.core, self.targets, final_norm=False) as acts:
             trainer.frozen_forward(f)
             h_ref = stacked(acts, self.targets)

@@ -45,7 +45,7 @@ class CircuitBreakersLAT(Method):
         s = min(1.0, step.index / step.total)
         c_r, c_s = self.hp["alpha"] * s, self.hp["remove_coef"] * (1 - 0.25 * s)
         f = trainer.texts(step.forget)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         with record_residual(trainer.core, self.targets, final_norm=False) as acts:
             trainer.frozen_forward(f)
             h_ref = stacked(acts, self.targets)

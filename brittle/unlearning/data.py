@@ -7,7 +7,13 @@ Two forms of forget data:
   targets (the prompt is context), as in TOFU. A preset without QA pairs gets them from its texts
   by :func:`split_text`: the first half of the words is the prompt, the rest the answer.
 
-IdkDPO's preferred answers come from ``idk.txt`` ("I don't know"-style refusals).
+IdkDPO's preferred answers come from ``idk.txt`` ("I don't know"-style refusals). Retain data is
+texts, or (``retain_qa.jsonl``, TOFU) pairs too when the forget data is pairs.
+
+How a pair is written for the model is its :data:`QA_FORMATS` entry: ``plain`` (prompt, a space,
+answer) or ``llama3-tofu``, the chat tags open-unlearning trains and evaluates TOFU's Llama-3.2
+checkpoints with (``configs/model/Llama-3.2-1B-Instruct.yaml``: its fixed system prompt, no
+date header, the tokenizer's own BOS added in front as its code does, EOS appended to the answer).
 """
 
 from __future__ import annotations
@@ -43,6 +49,31 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     return pairs
 
 
+@dataclass(frozen=True)
+class QAFormat:
+    """``template`` wraps the prompt ({prompt}); ``sep`` goes between prompt and answer;
+    ``append_eos``: the tokenizer's EOS ends every answer (and is a target)."""
+
+    template: str = "{prompt}"
+    sep: str = " "
+    append_eos: bool = False
+
+
+_LLAMA3_SYSTEM = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                  "You are a helpful assistant.<|eot_id|>")
+QA_FORMATS: dict[str, QAFormat] = {
+    "plain": QAFormat(),
+    "llama3-tofu": QAFormat(_LLAMA3_SYSTEM + "<|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
+                            "<|start_header_id|>assistant<|end_header_id|>\n\n", sep="", append_eos=True),
+}
+
+
+def qa_format(name: str) -> QAFormat:
+    if name not in QA_FORMATS:
+        raise UserError(f"unknown QA format {name!r}; choose from {', '.join(QA_FORMATS)}")
+    return QA_FORMATS[name]
+
+
 def split_text(text: str) -> tuple[str, str]:
     """A plain forget text as a (prompt, answer) pair: first half of the words, then the rest."""
     words = text.split()
@@ -74,16 +105,19 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> Batch:
     return Batch(ids, mask, ids.masked_fill(mask == 0, IGNORE))
 
 
-def encode_pairs(tokenizer, prompts: Sequence[str], answers: Sequence[str], max_length: int) -> Batch:
-    """Right-padded batch of prompt + answer; only answer tokens are targets.
+def encode_pairs(tokenizer, prompts: Sequence[str], answers: Sequence[str], max_length: int,
+                 fmt: QAFormat = QAFormat()) -> Batch:
+    """Right-padded batch of prompt + answer written in ``fmt``; only answer tokens are targets.
 
     The prompt is tokenised with the tokenizer's special tokens (e.g. BOS), the answer without,
-    after a separating space. The answer is truncated to fit ``max_length``; a prompt that alone
-    fills it keeps its last ``max_length - 1`` tokens so at least one answer token remains."""
+    after ``fmt.sep``. The answer is truncated to fit ``max_length``; a prompt that alone fills it
+    keeps its last ``max_length - 1`` tokens so at least one answer token remains."""
     rows = []
     for prompt, answer in zip(prompts, answers):
-        p = tokenizer(prompt)["input_ids"] if prompt else []
-        a = tokenizer((" " + answer) if prompt else answer, add_special_tokens=False)["input_ids"]
+        p = tokenizer(fmt.template.format(prompt=prompt))["input_ids"] if prompt else []
+        a = tokenizer((fmt.sep + answer) if prompt else answer, add_special_tokens=False)["input_ids"]
+        if fmt.append_eos and (not a or a[-1] != tokenizer.eos_token_id):
+            a = a + [tokenizer.eos_token_id]
         if not a:
             raise UserError(f"empty answer after tokenisation: {answer!r}")
         p = p[-(max_length - 1):] if len(p) >= max_length else p

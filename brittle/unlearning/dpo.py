@@ -27,7 +27,7 @@ class IdkDPO(Method):
         prompts = [p for p, _ in step.forget]
         win = trainer.pairs(prompts, step.idk)
         lose = trainer.pairs(prompts, [a for _, a in step.forget])
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         lp_win = sequence_logprob(trainer.forward(win).logits, win.labels)
         lp_lose = sequence_logprob(trainer.forward(lose).logits, lose.labels)
         ref_win = sequence_logprob(trainer.frozen_forward(win).logits, win.labels)

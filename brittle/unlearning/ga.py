@@ -18,7 +18,7 @@ class GA(Method):
 
     def loss(self, trainer, step):
         f = self.forget_batch(trainer, step)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         nll = mean_nll(trainer.forward(f).logits, f.labels)
         ref_logits = trainer.frozen_forward(r).logits
         kl = retain_kl(trainer.forward(r).logits, ref_logits, r.labels)

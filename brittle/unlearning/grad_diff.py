@@ -17,7 +17,7 @@ class GradDiff(Method):
 
     def loss(self, trainer, step):
         f = self.forget_batch(trainer, step)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         nll_f = mean_nll(trainer.forward(f).logits, f.labels)
         nll_r = mean_nll(trainer.forward(r).logits, r.labels)
         loss = -self.hp["gamma"] * nll_f + self.hp["alpha"] * nll_r

@@ -13,6 +13,16 @@ from typing import Any, Callable
 from brittle.errors import UserError
 
 
+def boolean(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no) for a yes-or-no hyperparameter."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise UserError(f"expected true or false, got {text!r}")
+
+
 @dataclass(frozen=True)
 class Spec:
     type: Callable[[str], Any]
@@ -30,8 +40,12 @@ SPECS: dict[str, Spec] = {
     "max_length": Spec(int, "tokens per text; longer texts are truncated"),
     "max_grad_norm": Spec(float, "clip the gradient norm to this (0: no clipping)"),
     "weight_decay": Spec(float, "AdamW weight decay"),
-    "alpha": Spec(float, "weight of the retain term (cb/cb_lat: the coefficient the schedule scales)"),
-    "gamma": Spec(float, "weight of the forget term (grad_diff, simnpo)"),
+    "alpha": Spec(float, "weight of the retain term (cb/cb_lat: the coefficient the schedule scales; lat: of the "
+                         "unperturbed retain NLL)"),
+    "gamma": Spec(float, "weight of the forget term (grad_diff, simnpo; lat: of the away loss under the perturbation)"),
+    "retain_adv_weight": Spec(float, "lat: weight of the retain NLL under the perturbation"),
+    "model_steps": Spec(int, "lat: optimizer steps the model takes on each batch against one fitted adversary"),
+    "reset_optimizer": Spec(boolean, "lat: start every step from a fresh AdamW state (true/false)"),
     "beta": Spec(float, "inverse temperature β of dpo / npo / simnpo"),
     "margin": Spec(float, "SimNPO reward margin γ"),
     "block": Spec(int, "rmu: block whose output is steered; the MLP output projections of blocks block-2..block train"),
@@ -41,8 +55,9 @@ SPECS: dict[str, Spec] = {
     "lora_rank": Spec(int, "LoRA rank r (0: full fine-tuning of every parameter)"),
     "lora_alpha": Spec(float, "LoRA scaling numerator (update = lora_alpha / r · B A)"),
     "lora_dropout": Spec(float, "LoRA dropout"),
-    "lora_modules": Spec(str, "cb / cb_lat: all-linear (every linear projection) or peft-default (peft's per-architecture "
-                              "default, GPT-NeoX: query_key_value), in blocks 0..max(target hidden state)"),
+    "lora_modules": Spec(str, "cb / cb_lat / lat: all-linear (every linear projection), peft-default (peft's "
+                              "per-architecture default, GPT-NeoX: query_key_value) or qkv-up-down (attention q, k, v "
+                              "and MLP up, down projections)"),
     "adv_hidden_states": Spec(str, "lat: comma-separated hidden states (i = output of block i-1) the adversary perturbs"),
     "adv_blocks": Spec(str, "cb_lat: comma-separated blocks whose MLP outputs the adversary perturbs"),
     "epsilon": Spec(float, "lat: per-token L2 radius of the adversary's perturbation"),

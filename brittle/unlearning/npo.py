@@ -22,7 +22,7 @@ class NPO(Method):
 
     def loss(self, trainer, step):
         f = self.forget_batch(trainer, step)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         logp = sequence_logprob(trainer.forward(f).logits, f.labels)
         logp_ref = sequence_logprob(trainer.frozen_forward(f).logits, f.labels)
         forget = npo_loss(logp, logp_ref, self.hp["beta"])

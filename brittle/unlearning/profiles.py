@@ -67,13 +67,18 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                     # escapes that point through bf16 rounding.
                     dict(steps=100, lr=3e-3, alpha=10.0, target_hidden_states="2", lora_rank=0, lora_alpha=16.0,
                          lora_dropout=0.0, lora_modules="all-linear")),
-    # Targeted LAT, WMDP config (Zephyr-7B): adversary after block 7 (hidden state 8), ε = 2, 16 PGD steps
-    # at lr 5e-2; model lr 5e-5, batch 4, 200 steps, SFT weight 4, clip 0.5, LoRA rank 64.
-    "lat": _profiles(dict(steps=200, lr=5e-5, batch_size=4, max_grad_norm=0.5, weight_decay=0.0, alpha=4.0,
-                          adv_hidden_states="8", epsilon=2.0, adv_steps=16, adv_lr=5e-2, away_threshold=-5.0,
-                          lora_rank=64, lora_alpha=16.0, lora_dropout=0.0),
-                     dict(steps=100, lr=3e-3, alpha=1.0, adv_hidden_states="2", epsilon=2.0, adv_steps=6, adv_lr=0.1,
-                          away_threshold=-5.0, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0)),
+    # Targeted LAT, WMDP config (Zephyr-7B): adversary after block 7 (hidden state 8), ε = 2, 16 steps at
+    # lr 5e-2, toward forget / away from retain; model: toward retain 1, away from forget 1, SFT 4 (normalised),
+    # 4 model steps per adversary, AdamW re-created every step (torch default weight decay 0.01), lr 5e-5
+    # constant, batch 4, 200 steps, clip 0.5, LoRA rank 64 on q, k, v, up, down of every block.
+    "lat": _profiles(dict(steps=200, lr=5e-5, batch_size=4, max_grad_norm=0.5, alpha=4.0, gamma=1.0,
+                          retain_adv_weight=1.0, model_steps=4, reset_optimizer=True, adv_hidden_states="8",
+                          epsilon=2.0, adv_steps=16, adv_lr=5e-2, away_threshold=-5.0, lora_rank=64, lora_alpha=16.0,
+                          lora_dropout=0.0, lora_modules="qkv-up-down"),
+                     dict(steps=100, lr=3e-3, alpha=4.0, gamma=1.0, retain_adv_weight=1.0, model_steps=4,
+                          reset_optimizer=True, adv_hidden_states="2", epsilon=2.0, adv_steps=6, adv_lr=0.1,
+                          away_threshold=-5.0, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0,
+                          lora_modules="qkv-up-down")),
     # Deep-ignorance CB-LAT on the 6.9B GPT-NeoX: lr 2e-3, adversary lr 2e-3, 4 attack steps, remove 300,
     # retain 5, LoRA rank 16 (α 16, dropout 0.05) on peft's default modules (no target_modules given:
     # query_key_value for GPT-NeoX) of blocks 0..30, 2000 examples at effective batch 32 (≈62 steps);

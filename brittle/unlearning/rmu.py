@@ -45,7 +45,7 @@ class RMU(Method):
         # The output of block ℓ is hidden state ℓ + 1, read raw (the reference hooks the block).
         state = self.hp["block"] + 1
         f = trainer.texts(step.forget)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         with record_residual(trainer.core, [state], final_norm=False) as acts:
             trainer.forward(f)
             h_f = acts[state]

@@ -23,7 +23,7 @@ class SimNPO(Method):
 
     def loss(self, trainer, step):
         f = self.forget_batch(trainer, step)
-        r = trainer.texts(step.retain)
+        r = trainer.retain_batch(step.retain)
         logp = sequence_logprob(trainer.forward(f).logits, f.labels)
         forget = simnpo_loss(logp, answer_lengths(f.labels), self.hp["beta"], self.hp["margin"])
         nll_r = mean_nll(trainer.forward(r).logits, r.labels)

@@ -16,6 +16,11 @@ the :class:`Trainer` does the rest the same way for all of them:
   method's loss on k micro-batches of ``batch_size`` and steps once on the mean of their
   gradients, so one GPU reaches a reference's effective batch (k micro-batches give the update of
   one batch k times larger when the micro-batch losses are means over equal token counts);
+* adversarial methods: :meth:`Method.adversary` is fitted once per micro-batch at the start of a
+  step and held fixed while the model takes ``model_steps`` optimizer steps on that batch (the
+  targeted-LAT reference takes 4), optionally from a fresh optimizer state each step
+  (``reset_optimizer``, as that reference re-creates its AdamW every step); the learning-rate
+  schedule advances once per step;
 * several GPUs through ``accelerate launch`` (data parallel; each rank takes a slice of one global
   batch), or one process over several GPUs with ``device_map`` for models that need it.
 """
@@ -33,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from brittle.errors import UserError
-from brittle.unlearning.data import Batch, batch_indices, encode_pairs, encode_texts
+from brittle.unlearning.data import QAFormat, Batch, batch_indices, encode_pairs, encode_texts
 
 
 def lr_schedule(optimizer, hp: dict):
@@ -51,12 +56,15 @@ def lr_schedule(optimizer, hp: dict):
 
 @dataclass
 class UnlearnData:
-    """Everything a method may train on. ``forget_pairs`` are (prompt, answer) pairs."""
+    """Everything a method may train on. ``forget_pairs`` are (prompt, answer) pairs;
+    ``retain`` holds texts or, for pair-trained methods where the data has them, pairs;
+    ``qa_format`` says how every pair is written (:data:`brittle.unlearning.data.QA_FORMATS`)."""
 
     forget_texts: list[str]
-    retain_texts: list[str]
+    retain: list
     forget_pairs: list[tuple[str, str]]
     idk: list[str]
+    qa_format: QAFormat = QAFormat()
 
 
 @dataclass
@@ -67,8 +75,9 @@ class StepData:
     index: int
     total: int
     forget: list
-    retain: list[str]
+    retain: list
     idk: list[str]
+    adversary: Any = None   # what Method.adversary fitted on this (micro-)batch
 
 
 class Method:
@@ -85,6 +94,11 @@ class Method:
     def prepare(self, trainer: "Trainer") -> list[nn.Parameter]:
         """Set up (e.g. wrap with LoRA) and return the parameters to train. Default: all."""
         return [p for p in trainer.model.parameters()]
+
+    def adversary(self, trainer: "Trainer", step: StepData) -> Any:
+        """Fitted once per (micro-)batch before the model's steps on it and handed to :meth:`loss`
+        as ``step.adversary`` (latent adversarial training). Default: nothing."""
+        return None
 
     def loss(self, trainer: "Trainer", step: StepData) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -140,7 +154,14 @@ class Trainer:
         return encode_texts(self.tokenizer, texts, self.hp["max_length"]).to(self.device)
 
     def pairs(self, prompts: list[str], answers: list[str]) -> Batch:
-        return encode_pairs(self.tokenizer, prompts, answers, self.hp["max_length"]).to(self.device)
+        return encode_pairs(self.tokenizer, prompts, answers, self.hp["max_length"], self.data.qa_format).to(self.device)
+
+    def retain_batch(self, items: list) -> Batch:
+        """The step's retain items tokenised: texts, or (prompt, answer) pairs (answer targets only)."""
+        if items and isinstance(items[0], tuple):
+            prompts, answers = zip(*items)
+            return self.pairs(list(prompts), list(answers))
+        return self.texts(items)
 
     def autocast(self):
         if self.compute_dtype == torch.float32:
@@ -209,8 +230,10 @@ class Trainer:
         accum = max(1, int(hp.get("grad_accum", 1)))
         per_step = hp["batch_size"] * accum
         forget_iter = batch_indices(len(forget_items), per_step, gen, self.rank, self.world)
-        retain_iter = batch_indices(len(self.data.retain_texts), per_step, gen, self.rank, self.world)
+        retain_iter = batch_indices(len(self.data.retain), per_step, gen, self.rank, self.world)
         idk_gen = torch.Generator().manual_seed(self.seed + 1)
+        model_steps = max(1, int(hp.get("model_steps", 1)))
+        reset_optimizer = bool(hp.get("reset_optimizer", False))
 
         rows = []
         t0 = time.time()
@@ -220,23 +243,15 @@ class Trainer:
             f_idx, r_idx = next(forget_iter), next(retain_iter)
             idk = [self.data.idk[j] for j in torch.randint(len(self.data.idk), (len(f_idx),), generator=idk_gen)]
             step = StepData(i, hp["steps"], [forget_items[j] for j in f_idx],
-                            [self.data.retain_texts[j] for j in r_idx], idk)
-            optimizer.zero_grad(set_to_none=True)
-            total, sums = 0.0, {}
-            for micro in self._micro_steps(step, accum):
-                loss, parts = self.method.loss(self, micro)
-                if not torch.isfinite(loss):
-                    raise UserError(f"{self.method.name}: loss became {loss.item()} at step {i}; lower --lr")
-                if self.accelerator:
-                    self.accelerator.backward(loss / accum)
-                else:
-                    (loss / accum).backward()
-                total += loss.item() / accum
-                for key, value in parts.items():   # loss terms: the mean over micro-batches
-                    sums[key] = sums.get(key, 0.0) + float(value) / accum
-            grad_norm = self._clip(params)
+                            [self.data.retain[j] for j in r_idx], idk)
+            micros = self._micro_steps(step, accum)
+            for micro in micros:
+                micro.adversary = self.method.adversary(self, micro)
+            if reset_optimizer:
+                optimizer.state.clear()   # AdamW's moments and step counts, as a fresh optimizer
+            for _ in range(model_steps):
+                total, sums, grad_norm = self._optimizer_step(i, micros, optimizer, params, accum)
             lr = scheduler.get_last_lr()[0]
-            optimizer.step()
             scheduler.step()
             row = {"step": i, "loss": total, **sums, "grad_norm": grad_norm, "lr": lr,
                    "seconds": round(time.time() - t0, 3)}
@@ -246,6 +261,26 @@ class Trainer:
                 self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=i)
         self._originals = []
         return pd.DataFrame(rows)
+
+    def _optimizer_step(self, index: int, micros: list[StepData], optimizer, params, accum: int):
+        """One optimizer step on the mean gradient of ``micros``; returns (loss, loss terms, grad norm)."""
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.zero_grad(set_to_none=True)
+        total, sums = 0.0, {}
+        for micro in micros:
+            loss, parts = self.method.loss(self, micro)
+            if not torch.isfinite(loss):
+                raise UserError(f"{self.method.name}: loss became {loss.item()} at step {index} (lr {lr:g}); lower --lr")
+            if self.accelerator:
+                self.accelerator.backward(loss / accum)
+            else:
+                (loss / accum).backward()
+            total += loss.item() / accum
+            for key, value in parts.items():   # loss terms: the mean over micro-batches
+                sums[key] = sums.get(key, 0.0) + float(value) / accum
+        grad_norm = self._clip(params)
+        optimizer.step()
+        return total, sums, grad_norm
 
     @staticmethod
     def _micro_steps(step: StepData, accum: int) -> list[StepData]:
