@@ -127,6 +127,18 @@ if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
   # shellcheck disable=SC2086
   ./create_all_unlearning_models.sh --preset "$preset" --base "$BASE_MODEL" "${force[@]}" -- --device "$device" ${UNLEARN_ARGS:-}
 fi
+# The control edit: a benign fine-tune on retain text, as large a weight change as the median
+# unlearned model; every step runs on it and the report shows it beside the unlearned models.
+if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
+  made=()
+  for d in unlearned_models/"$(slug "$BASE_MODEL")"__*/; do
+    [[ -f "$d/config.json" && "$d" != *__control/ ]] && made+=("${d%/}")
+  done
+  if [[ ${#made[@]} -gt 0 ]]; then
+    step unlearn.py --method control --preset "$preset" --model "$BASE_MODEL" --match-dw-norm "${made[@]}" \
+      --outdir "unlearned_models/$(slug "$BASE_MODEL")__control" --device "$device" --no-progress "${force[@]}"
+  fi
+fi
 unlearned=("${unlearned_flag[@]}")
 if [[ ${#unlearned_flag[@]} == 0 ]]; then
   for m in ${PUBLISHED_UNLEARNED:-}; do unlearned+=("$m"); done

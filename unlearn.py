@@ -2,7 +2,9 @@
 
 Methods (one module each in brittle/unlearning/, paper in its docstring): ga_simple, ga,
 grad_diff, dpo (IdkDPO), npo, simnpo, rmu, cb (circuit breakers), lat (targeted latent
-adversarial training), cb_lat (circuit breakers against a latent adversary, as deep ignorance).
+adversarial training), cb_lat (circuit breakers against a latent adversary, as deep ignorance);
+and control, the comparison for all of them: a benign fine-tune on retain text only, as large an
+edit as the unlearned models (--match-dw-norm), which unlearns nothing.
 Hyperparameters default to the method's profile (brittle/unlearning/profiles.py): the preset's
 UNLEARN_PROFILE, "tiny" (tuned on the tiny world's validation questions) or "reference" (the
 paper's values); any flag below overrides one, and a flag the method does not use is an error.
@@ -62,6 +64,9 @@ def build_parser(argv=None):
                         f"{cli.from_preset(argv, 'QA_FORMAT')}; plain when unset)")
     p.add_argument("--forget-format", choices=["auto", "texts", "pairs"], default="auto",
                    help="what ga/grad_diff/npo/simnpo train on: whole texts or the answers of prompt/answer pairs")
+    p.add_argument("--match-dw-norm", nargs="+", default=None, metavar="MODEL",
+                   help="control only: stop once the weight change is as large as the median of these models' "
+                        "(their L2 distance to the base model, all parameters)")
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
                    help="hyperparameter defaults (auto: the preset's UNLEARN_PROFILE, else reference)")
     p.add_argument("--outdir", default=None, help="output folder (default: <unlearned-dir>/<base>__<method>)")
@@ -74,6 +79,23 @@ def build_parser(argv=None):
     cli.add_runtime_args(p, batch_size=None)
     add_hyperparameter_flags(p, argv)
     return p
+
+
+def median_distance(base: str, models: list[str], revision: str | None = None) -> float:
+    """The median over ``models`` of ‖θ_model − θ_base‖₂ over all parameters (read tensor by tensor)."""
+    import math
+    import statistics
+
+    from brittle.weights import WeightPairs
+
+    distances = []
+    for model in models:
+        total = 0.0
+        for _, w_a, w_b in WeightPairs(base, model, revision_a=revision):
+            total += float(((w_b.double() - w_a.double()) ** 2).sum())
+            del w_a, w_b
+        distances.append(math.sqrt(total))
+    return statistics.median(distances)
 
 
 def main(argv=None) -> int:
@@ -116,7 +138,16 @@ def body(args, argv=None) -> int:
 
     # Hyperparameters: the method's profile, then the user's flags.
     profile = profile_name(preset, args.profile)
-    method = get_method(args.method, profile, {name: getattr(args, name) for name in SPECS})
+    overrides = {name: getattr(args, name) for name in SPECS}
+    if args.match_dw_norm:
+        if args.method != "control":
+            raise UserError("--match-dw-norm applies to --method control only")
+        if args.target_dw_norm is not None:
+            raise UserError("give --match-dw-norm or --target-dw-norm, not both")
+        overrides["target_dw_norm"] = median_distance(model_id, args.match_dw_norm, args.revision)
+        print(f"control: target weight change {overrides['target_dw_norm']:.4g} "
+              f"(median over {len(args.match_dw_norm)} models)")
+    method = get_method(args.method, profile, overrides)
     if args.forget_format != "auto":
         if args.method == "dpo" and args.forget_format == "texts":
             raise UserError("dpo trains on prompt/answer pairs; --forget-format texts does not apply")

@@ -36,12 +36,14 @@ from brittle.report_numbers import PREDICTIONS, READERS, MissingSource, numbers
 
 ATTACKS = ("hazard", "benign")
 SPEED = "hazard_auc_recovery_log"
+CONTROL = "control"   # unlearn.py's benign fine-tune: the edit every signature is read against
 EXACT_MAX_N = 8  # up to 8! = 40,320 orderings: exact permutation p-value; above, scipy's t approximation
 
 
 @dataclass
 class ModelEntry:
-    """One model in the report: ``role`` is base, filtered or unlearned; ``label`` a short name."""
+    """One model in the report: ``role`` is base, filtered, unlearned or control (the benign
+    fine-tune of matched size, ``<base>__control``); ``label`` a short name."""
 
     role: str
     model: str
@@ -77,7 +79,8 @@ def discover_models(base: str, filtered: str | None, unlearned_dir: str | Path |
     for model in [*found, *extra_unlearned]:
         slug = model_slug(model)
         if slug not in {e.slug for e in entries}:
-            entries.append(ModelEntry("unlearned", model, slug, short_label(slug, base_slug)))
+            role = "control" if slug == f"{base_slug}__{CONTROL}" else "unlearned"
+            entries.append(ModelEntry(role, model, slug, short_label(slug, base_slug)))
     return entries
 
 
@@ -293,7 +296,11 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
              f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from `{output_root}/`. "
              f"Base `{entries[0].model}`; filtered `{next((e.model for e in entries if e.role == 'filtered'), '–')}`; "
              f"{sum(e.role == 'unlearned' for e in entries)} unlearned model(s): "
-             + (", ".join(f"`{e.label}`" for e in entries if e.role == "unlearned") or "none") + ".", ""]
+             + (", ".join(f"`{e.label}`" for e in entries if e.role == "unlearned") or "none") + "."
+             + (" Control: `control`, a benign fine-tune on retain text only, stopped at the median unlearned "
+                "model's weight-change norm (`unlearn.py --method control`): a signature an unlearned model "
+                "shares with it is a property of any edit of that size, not of unlearning; it is not in the "
+                "correlations." if any(e.role == "control" for e in entries) else ""), ""]
 
     lines += ["## Missing steps", ""]
     if got.missing:
@@ -328,7 +335,7 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
         lines += [f"Left out of the correlations (hazard accuracy before the attack already above the half-gap "
                   f"threshold, i.e. the knowledge was never hidden): {', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
 
-    lines += ["## Signatures", "", "Each unlearned model and the filtered model against the base. "
+    lines += ["## Signatures", "", "Each unlearned model, the control edit and the filtered model against the base. "
               "Bracketed columns are baselines (what a change proportional to W, or a random update, gives). "
               "Base → filtered compares two models trained from scratch (see cos(W_a, W_b)): its weight-space "
               "numbers describe unrelated weights, not an edit.", ""]

@@ -26,8 +26,8 @@ import pandas as pd
 
 from brittle.errors import UserError
 
-EDITED = ("filtered", "unlearned")       # the models compared against the base
-EVERY = ("base", "filtered", "unlearned")
+EDITED = ("filtered", "unlearned", "control")       # the models compared against the base
+EVERY = ("base", "filtered", "unlearned", "control")
 
 
 class MissingSource(Exception):
@@ -249,7 +249,7 @@ def probe_auc(path: Path, model: str) -> dict:
 
 
 @reads("layerwise_forgetting", "regions.csv", Number("layerwise_pattern", "layer-wise pattern"),
-       Number("early_ratio", "early ratio"), Number("late_ratio", "late ratio", signature=True), roles=("unlearned",))
+       Number("early_ratio", "early ratio"), Number("late_ratio", "late ratio", signature=True), roles=("unlearned", "control"))
 def layerwise_pattern(path: Path, model: str) -> dict:
     """layerwise_pattern: true_unlearning / obfuscation / no_effect / mixed for this unlearned
     model; early_ratio, late_ratio: forgetting ratio d_ft/(d_ref + d_ft) of the early and late

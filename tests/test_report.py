@@ -169,6 +169,29 @@ def test_correlations_equal_scipy_and_exclude_models_that_never_unlearned(tree):
     assert preds.loc["small", "contrast"] == "consistent"
 
 
+def test_control_edit_is_reported_beside_the_unlearned_models_and_kept_out_of_the_correlations(tree):
+    """A <base>__control folder is the control role: it has its own row in the signature table,
+    is named in the header, and leaves every correlation exactly as without it, although its
+    planted numbers would break the perfect ranking if it were counted."""
+    import report
+
+    report.main(_argv(tree))
+    before = pd.read_csv(tree / "outputs" / "report_predictions.csv").set_index("prediction")
+    slug = f"{BASE}__control"
+    (tree / "unlearned_models" / slug).mkdir(parents=True)
+    (tree / "unlearned_models" / slug / "config.json").write_text("{}")
+    _write_model(tree / "outputs", slug, "control", speed=0.5, rel=0.5, attn_share=0.5, rank=1.0)
+    report.main(_argv(tree))
+    table = pd.read_csv(tree / "outputs" / "report_table.csv").set_index("model")
+    assert table.loc["control", "role"] == "control" and table.loc["control", "rel_dW"] > 0
+    after = pd.read_csv(tree / "outputs" / "report_predictions.csv").set_index("prediction")
+    pd.testing.assert_frame_equal(before, after)
+    text = (tree / "outputs" / "report.md").read_text()
+    assert "Control: `control`" in text
+    signatures = text.split("## Signatures")[1].split("##")[0]
+    assert any(line.startswith("| control |") for line in signatures.splitlines())
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_spearman_exact_p_equals_enumerated_permutations(seed):
     from brittle.report import spearman

@@ -9,7 +9,7 @@ import torch
 
 from brittle.pretraining import train_causal_lm
 from brittle.unlearning.data import DEFAULT_IDK, encode_pairs, encode_texts
-from brittle.unlearning.registry import METHODS, Trainer, UnlearnData, get_method
+from brittle.unlearning.registry import UNLEARNING_METHODS, Trainer, UnlearnData, get_method
 from tests.tiny_models import make_tiny_model
 
 FACTS = [("the virus vorax lives in", "bats"), ("the virus kelmor lives in", "camels"),
@@ -26,6 +26,7 @@ SETTINGS = {
     "lat": dict(lr=3e-3, adv_hidden_states="2", adv_steps=2),
     "cb_lat": dict(lr=3e-3, target_hidden_states="2", adv_blocks="0", adv_steps=2, lora_rank=0,
                    steps=16),
+    "control": dict(lr=3e-3),
 }
 
 
@@ -79,12 +80,20 @@ def forgets_selectively(before, after) -> bool:
     return forget_rise > 0.5 and retain_rise < 0.5 * forget_rise
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", UNLEARNING_METHODS)
 def test_method_raises_forget_loss_and_its_sign_flip_does_not(learned, name):
     before, after, _ = run(learned, name)
     assert forgets_selectively(before, after), (name, before, after)
     before, after, _ = run(learned, name, flip=True)
     assert not forgets_selectively(before, after), (name, "sign-flipped", before, after)
+
+
+def test_the_control_edit_does_not_forget(learned):
+    """The benign fine-tune (retain text only) is the negative control of the oracle above: it
+    does not raise the forget answers' loss selectively, yet it does change the weights."""
+    before, after, log = run(learned, "control")
+    assert not forgets_selectively(before, after), (before, after)
+    assert log["dw_norm"].iloc[-1] > 0
 
 
 def test_rmu_pulls_forget_activations_to_the_control_vector(learned):

@@ -438,3 +438,35 @@ def test_retain_pairs_train_on_their_answers_only(tok, data):
         whole = base(**t.inputs, labels=t.labels).loss.item()
     assert log["retain_nll"].iloc[0] == pytest.approx(answers_only, rel=1e-5)
     assert abs(whole - answers_only) > 1e-3
+
+
+def test_control_stops_at_the_first_step_its_weight_change_reaches_the_target(tok, data):
+    """The control edit's size: training ends at the first step after which ‖θ − θ₀‖₂ (computed
+    here independently from the saved weights) is at least the target; the step before was below
+    it (the logged dw_norm is the distance before each step's update). Target 0 runs every step."""
+    full, log_full = train(tok, data, "control", steps=12, lr=1e-3)
+    assert len(log_full) == 12
+    target = float(log_full["dw_norm"].iloc[6])       # reached after step 5's update
+    model, log = train(tok, data, "control", steps=12, lr=1e-3, target_dw_norm=target)
+    base = state(make_tiny_model("gpt_neox", vocab_size=len(tok)))
+    trained = state(model)
+    distance = math.sqrt(sum(float(((trained[k].double() - base[k].double()) ** 2).sum()) for k in base))
+    assert len(log) == 6 and distance >= target
+    assert log["dw_norm"].iloc[-1] < target
+
+
+def test_median_distance_of_models_to_the_base(tok, tmp_path):
+    """unlearn.py --match-dw-norm's target: the median of ‖θ_m − θ_base‖₂ over the given models,
+    against planted shifts of one tensor by 1, 2 and 5 in L2 norm."""
+    import unlearn
+
+    base = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    save_tiny(base, tmp_path / "base", tok)
+    folders = []
+    for size in (5.0, 1.0, 2.0):
+        model = make_tiny_model("gpt_neox", vocab_size=len(tok))
+        w = model.gpt_neox.embed_in.weight
+        with torch.no_grad():
+            w[0, 0] += size
+        folders.append(str(save_tiny(model, tmp_path / f"m{size}", tok)))
+    assert unlearn.median_distance(str(tmp_path / "base"), folders) == pytest.approx(2.0, rel=1e-6)

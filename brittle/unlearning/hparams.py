@@ -63,6 +63,8 @@ SPECS: dict[str, Spec] = {
     "epsilon": Spec(float, "lat: per-token L2 radius of the adversary's perturbation"),
     "adv_steps": Spec(int, "lat / cb_lat: adversary optimisation steps per training step"),
     "adv_lr": Spec(float, "lat / cb_lat: adversary learning rate"),
+    "target_dw_norm": Spec(float, "control: stop at the first step where the L2 norm of the weight change reaches this "
+                                  "(0: run every step); unlearn.py --match-dw-norm sets it"),
     "away_threshold": Spec(float, "lat: tokens with log p below this no longer count in the away loss"),
 }
 

@@ -93,6 +93,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                         dict(steps=200, lr=3e-3, alpha=10.0, remove_coef=10.0, target_hidden_states="2",
                              adv_blocks="0", adv_steps=4, adv_lr=2e-2, lora_rank=0, lora_alpha=16.0,
                              lora_dropout=0.0, lora_modules="peft-default")),
+    # The control edit: a benign fine-tune on retain text only, stopped at a target size
+    # (unlearn.py --match-dw-norm sets target_dw_norm); TOFU-family optimiser settings for reference.
+    "control": _profiles(dict(steps=125, lr=1e-5, batch_size=32, target_dw_norm=0.0),
+                         dict(steps=1000, lr=3e-4, target_dw_norm=0.0)),
 }
 
 METHOD_NAMES: tuple[str, ...] = tuple(PROFILES)

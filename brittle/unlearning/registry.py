@@ -11,6 +11,7 @@ from typing import Any
 from brittle.errors import UserError
 from brittle.unlearning.cb import CircuitBreakers
 from brittle.unlearning.cb_lat import CircuitBreakersLAT
+from brittle.unlearning.control import BenignFineTune
 from brittle.unlearning.dpo import IdkDPO
 from brittle.unlearning.ga import GA
 from brittle.unlearning.ga_simple import GASimple
@@ -23,7 +24,9 @@ from brittle.unlearning.simnpo import SimNPO
 from brittle.unlearning.trainer import Method, StepData, Trainer, UnlearnData
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    GASimple, GA, GradDiff, IdkDPO, NPO, SimNPO, RMU, CircuitBreakers, LAT, CircuitBreakersLAT)}
+    GASimple, GA, GradDiff, IdkDPO, NPO, SimNPO, RMU, CircuitBreakers, LAT, CircuitBreakersLAT, BenignFineTune)}
+# The unlearning methods proper; ``control`` (a benign fine-tune of matched size) is the comparison.
+UNLEARNING_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "control")
 
 
 def get_method(name: str, profile: str = "tiny", overrides: dict[str, Any] | None = None) -> Method:
@@ -33,4 +36,4 @@ def get_method(name: str, profile: str = "tiny", overrides: dict[str, Any] | Non
     return METHODS[name](resolve(name, profile, overrides or {}))
 
 
-__all__ = ["METHODS", "Method", "StepData", "Trainer", "UnlearnData", "get_method"]
+__all__ = ["METHODS", "UNLEARNING_METHODS", "Method", "StepData", "Trainer", "UnlearnData", "get_method"]

@@ -111,6 +111,10 @@ class Method:
             return trainer.pairs(list(prompts), list(answers))
         return trainer.texts(step.forget)
 
+    def finished(self, trainer: "Trainer") -> bool:
+        """Checked after every step: True ends training early (the control edit's size target)."""
+        return False
+
     def finalize(self, model: nn.Module) -> nn.Module:
         """The model to save (LoRA methods merge their adapters here)."""
         return model
@@ -144,6 +148,11 @@ class Trainer:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def originals(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(parameter, its value before training) for every trained parameter (full fine-tuning)."""
+        return self._originals
 
     @property
     def core(self) -> nn.Module:
@@ -259,6 +268,8 @@ class Trainer:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if self.tracker is not None:
                 self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=i)
+            if self.method.finished(self):
+                break
         self._originals = []
         return pd.DataFrame(rows)
 
