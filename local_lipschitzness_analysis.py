@@ -5,8 +5,12 @@ Perturbs the input embeddings of every text within an ε-ball (each token's pert
 output change per unit input change ‖Δ log p‖ / ‖δ‖ (a local Lipschitz estimate), the variance of
 the output log-probabilities over the R perturbations, and the norm of the gradient of the text's
 negative log-likelihood with respect to its embeddings (see brittle/sensitivity.py for the exact
-definitions). Unlike the other activation steps this one needs its own forward and backward
-passes (perturbed inputs cannot be served from a cache); each model is loaded once.
+definitions), also per predicted token. Unlike the other activation steps this one needs its own
+forward and backward passes (perturbed inputs cannot be served from a cache); each model is loaded
+once. Whatever --dtype says, the numbers are computed in float32: --dtype sets the precision the
+weights are loaded in (as in every step; a bfloat16 run measures the bf16-rounded model), then the
+model is upcast, because an ε = 0.01 finite difference computed in bfloat16 is rounding noise
+(brittle/sensitivity.py). run_meta.json records both (dtype, compute_dtype).
 Summaries are means over texts with 95 % bootstrap intervals; the change B/A is a paired bootstrap
 (the same resampled texts for both models).
 
@@ -24,7 +28,7 @@ from brittle import cli
 from brittle.errors import UserError
 
 STEP = "lipschitzness"
-METRICS = ("lipschitz", "grad_norm", "output_variance")
+METRICS = ("lipschitz", "grad_norm", "grad_norm_per_token", "output_variance")
 
 
 def build_parser(argv=None):
@@ -56,11 +60,14 @@ def body(args, argv) -> int:
     from brittle.padding import pad_id, right_pad
     from brittle.plotting.activations import lipschitz
     from brittle.runtime import resolve_device, resolve_dtype
-    from brittle.sensitivity import perturbation_stats
+    from brittle.sensitivity import COMPUTE_DTYPE, for_sensitivity, perturbation_stats
     from brittle.stats import percentile_ci, resample_counts
 
     if args.n_perturbations < 2:
         raise UserError("--n-perturbations must be at least 2 (the output variance needs two draws)")
+    # Not a flag: it joins the run's parameters so that results computed before the step upcast to
+    # float32 (bf16 differences, identical flags) are redone rather than skipped as current.
+    args.compute_dtype = str(COMPUTE_DTYPE).removeprefix("torch.")
     # Perturbed inputs cannot be served from the activation cache: this step runs its own passes.
     opened = open_step(args, argv, STEP, capture=False)
     if opened is None:
@@ -74,8 +81,8 @@ def body(args, argv) -> int:
     rows, forward_tokens, t0 = [], 0, time.time()
 
     for m, (model_id, revision) in enumerate(((args.model_a, args.revision_a), (args.model_b, args.revision_b))):
-        model = load_model(model_id, dtype=dtype, device=device, revision=revision,
-                           trust_remote_code=args.trust_remote_code, device_map=args.device_map)
+        model = for_sensitivity(load_model(model_id, dtype=dtype, device=device, revision=revision,
+                                           trust_remote_code=args.trust_remote_code, device_map=args.device_map))
         for s, ids_list in token_ids.items():
             # Seeded per (split, text batch), not per model: A and B see the same perturbation directions.
             order = sorted(range(len(ids_list)), key=lambda i: -len(ids_list[i]))
@@ -86,7 +93,7 @@ def body(args, argv) -> int:
                 stats = perturbation_stats(model, ids, mask, args.epsilon, args.n_perturbations, gen)
                 for k in METRICS:
                     require_finite(stats[k], f"{k} of {model_id} on {s} texts",
-                                   "the model overflows under perturbation (try --dtype float32)")
+                                   "the model's outputs are not finite under perturbation (try a smaller --epsilon)")
                 forward_tokens += ids.numel() * (args.n_perturbations + 1)
                 for row, i in enumerate(chunk):
                     rows.append({"split": s, "model": "ab"[m], "text_index": i, "n_tokens": int(mask[row].sum()),
@@ -98,7 +105,7 @@ def body(args, argv) -> int:
         part = per_text[per_text.split == s]
         vals = {m: part[part.model == m].sort_values("text_index")[list(METRICS)].to_numpy() for m in "ab"}
         w = resample_counts(len(vals["a"]), args.n_bootstrap, args.seed + k)
-        reps = {m: (w @ vals[m]) / len(vals[m]) for m in "ab"}  # (n_boot, 3) means over resampled texts
+        reps = {m: (w @ vals[m]) / len(vals[m]) for m in "ab"}  # (n_boot, len(METRICS)) means over resampled texts
         for m in "ab":
             lo, hi = percentile_ci(reps[m])
             row = {"split": s, "model": m, "model_id": [args.model_a, args.model_b]["ab".index(m)], "n_texts": len(vals[m])}
@@ -117,7 +124,8 @@ def body(args, argv) -> int:
     write_csv(run.path("lipschitz_change.csv"), pd.DataFrame(change))
     save_figure(run.path("lipschitz.png"), lipschitz(summary, model_slug(args.model_a), model_slug(args.model_b)))
     run.finish(models={"a": args.model_a, "b": args.model_b}, forward_tokens=forward_tokens,
-               seconds_forward=round(time.time() - t0, 3), device=str(device), dtype=str(dtype))
+               seconds_forward=round(time.time() - t0, 3), device=str(device), dtype=str(dtype),
+               compute_dtype=str(COMPUTE_DTYPE))
     print(f"wrote {run.outdir}")
     return 0
 

@@ -288,19 +288,23 @@ STEPS: tuple[Step, ...] = (
              File("row_space_projection.png", PNG))),
     Step("lipschitzness", "local_lipschitzness_analysis.py", COMPARISON,
          "did B become rougher or smoother around forget text than A?", number="12", device=True,
-         code="brittle/sensitivity.py", test="tests/test_activation_steps.py", files=(
+         code="brittle/sensitivity.py", test="tests/test_lipschitz_numerics.py, tests/test_activation_steps.py", files=(
              File("lipschitz_per_text.csv", "one row per (split, model, text)", (
                  SPLIT, MODEL_AB, Column("text_index", "line of the text in its file (0-based)"),
                  Column("n_tokens", "non-pad tokens of the text"),
                  Column("lipschitz", "mean over perturbations of ‖Δ log p‖_F / ‖δ‖_F (ε-ball around the input embeddings)"),
                  Column("grad_norm", "‖∂NLL/∂embeddings‖_F of the text's summed next-token loss"),
-                 Column("output_variance", "variance of the log-probabilities over the perturbations"))),
+                 Column("grad_norm_per_token", "grad_norm / (n_tokens − 1): the gradient norm of the text's mean "
+                                               "per-token loss (removes the length dependence, not the loss level's)"),
+                 Column("output_variance", "variance of the log-probabilities over the perturbations (nats², "
+                                           "mean over real positions and vocabulary)"))),
              File("lipschitz_summary.csv", "one row per (split, model): means over texts", (
                  SPLIT, MODEL_AB, Column("model_id", "the model's Hub id or folder"), Column("n_texts", "texts"),
                  *ci("lipschitz", "mean local Lipschitz estimate"), *ci("grad_norm", "mean gradient norm"),
+                 *ci("grad_norm_per_token", "mean per-token gradient norm"),
                  *ci("output_variance", "mean output variance"))),
              File("lipschitz_change.csv", "one row per (split, metric): B over A with a paired bootstrap interval", (
-                 SPLIT, Column("metric", "lipschitz, grad_norm or output_variance"),
+                 SPLIT, Column("metric", "lipschitz, grad_norm, grad_norm_per_token or output_variance"),
                  Column("model_a_value", "mean for model A"), Column("model_b_value", "mean for model B"),
                  Column("ratio_b_over_a", "model_b_value / model_a_value (> 1: rougher after the intervention)"),
                  Column("ci_low", "lower end of the paired 95 % interval of the ratio"),

@@ -80,7 +80,7 @@ def test_separation_covariance_probes_lipschitz(world, arch):
     same = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "lipschitzness" / "lipschitz_change.csv")
     np.testing.assert_allclose(same.ratio_b_over_a, 1.0)
     summary = pd.read_csv(tmp / "out" / f"{arch}-a__vs__{arch}-a" / "lipschitzness" / "lipschitz_summary.csv")
-    assert (summary[["lipschitz", "grad_norm", "output_variance"]] > 0).all().all()
+    assert (summary[["lipschitz", "grad_norm", "grad_norm_per_token", "output_variance"]] > 0).all().all()
 
 
 def test_grouped_folds_and_the_lexical_baseline(world, capsys):
