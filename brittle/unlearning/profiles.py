@@ -75,7 +75,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                           retain_adv_weight=1.0, model_steps=4, reset_optimizer=True, adv_hidden_states="8",
                           epsilon=2.0, adv_steps=16, adv_lr=5e-2, away_threshold=-5.0, lora_rank=64, lora_alpha=16.0,
                           lora_dropout=0.0, lora_modules="qkv-up-down"),
-                     dict(steps=100, lr=3e-3, alpha=4.0, gamma=1.0, retain_adv_weight=1.0, model_steps=4,
+                     dict(steps=150, lr=1e-3, alpha=4.0, gamma=1.0, retain_adv_weight=1.0, model_steps=4,
                           reset_optimizer=True, adv_hidden_states="2", epsilon=2.0, adv_steps=6, adv_lr=0.1,
                           away_threshold=-5.0, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0,
                           lora_modules="qkv-up-down")),
