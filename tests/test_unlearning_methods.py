@@ -74,6 +74,18 @@ def test_rmu_changes_exactly_the_three_mlp_output_projections(tok, data, arch):
     assert all(("dense_4h_to_h" if arch == "gpt_neox" else "down_proj") in k for k in changed)
 
 
+def test_rmu_reference_profile_changes_only_the_three_mlp_output_projections(tok, data):
+    """The reference profile (WMDP's settings; block moved to 2 because the test model has 4 blocks)
+    on GPT-NeoX: after training, exactly dense_4h_to_h of blocks 0, 1, 2 differ from the base."""
+    model = make_tiny_model("gpt_neox", vocab_size=len(tok))
+    method = get_method("rmu", "reference", {**SMALL, "steps": 2, "block": 2})
+    trainer = Trainer(model, tok, method, data, seed=0, progress=False)
+    trainer.run()
+    base = make_tiny_model("gpt_neox", vocab_size=len(tok)).state_dict()
+    changed = {k for k, v in state(trainer.trained_model()).items() if not torch.equal(v, base[k])}
+    assert changed == {f"gpt_neox.layers.{b}.mlp.dense_4h_to_h.weight" for b in (0, 1, 2)}
+
+
 def test_rmu_forget_term_at_step0_equals_mse_to_control_vector(tok, data):
     layer, coeff = 1, 7.0
     _, log = train(tok, data, "rmu", steps=1, block=layer, steering_coeff=coeff, batch_size=3)
