@@ -6,7 +6,11 @@ split, from the shared activation cache), and from them the effective rank exp(H
 spectral entropy H(p) of the normalised spectrum p = λ/Σλ (nats). A's and B's spectra are then
 compared with the 1-Wasserstein distance between their eigenvalue distributions (each of the d
 eigenvalues carries mass 1/d: the distribution of variance over principal directions), per split;
-the selectivity ratio W₁(forget) / W₁(retain) says whether the change concentrates on forget text.
+beside it the same after dividing each spectrum by its mean eigenvalue (its sum / d), so that a pure
+rescaling (B = c·A) does not read as a change of shape. Whether the change concentrates on forget
+text: the selectivity difference W₁(forget)/λ̄_A(forget) − W₁(retain)/λ̄_A(retain) (λ̄_A: A's mean
+eigenvalue on that split; > 0 forget-targeted), finite where the ratio W₁(forget) / W₁(retain),
+also written, is not: the ratio divides by a W₁ near 0 wherever B left retain text alone.
 Intervals: 95 % bootstrap over text groups (--moment-groups contiguous blocks of texts; the covariance
 of a resample is pooled from the groups' moments).
 
@@ -50,7 +54,8 @@ def body(args, argv) -> int:
 
     from brittle.activation_steps import open_step
     from brittle.io import model_slug, save_figure, write_csv
-    from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein
+    from brittle.metrics.distributions import (effective_rank, selectivity_difference, spectral_entropy,
+                                               spectrum_shape_wasserstein, spectrum_wasserstein)
     from brittle.plotting.activations import covariance
     from brittle.moments import pooled_covariance_eigs
     from brittle.stats import resample_counts
@@ -70,7 +75,7 @@ def body(args, argv) -> int:
     metric_rows, comparison_rows, spectra = [], [], []
     with run.timed("spectra"):
         for index in range(n_states):
-            dist = {}
+            dist, shape, scale = {}, {}, {}
             for s in splits:
                 eigs = {}
                 for m in "ab":
@@ -87,13 +92,21 @@ def body(args, argv) -> int:
                                                  "rank": np.arange(1, len(point) + 1), "eigenvalue": point[::-1]}))
                 dist[s] = (spectrum_wasserstein(eigs["a"][0], eigs["b"][0]),
                            spectrum_wasserstein(eigs["a"][1], eigs["b"][1]))
+                shape[s] = (spectrum_shape_wasserstein(eigs["a"][0], eigs["b"][0]),
+                            spectrum_shape_wasserstein(eigs["a"][1], eigs["b"][1]))
+                scale[s] = (eigs["a"][0].mean(), eigs["a"][1].mean(-1))   # A's mean eigenvalue, per replicate
             row = {"hidden_state": index}
             for s in splits:
                 _with_ci(row, f"wasserstein_{s}", float(dist[s][0]), dist[s][1])
+            for s in splits:
+                _with_ci(row, f"wasserstein_shape_{s}", float(shape[s][0]), shape[s][1])
             with np.errstate(divide="ignore", invalid="ignore"):
                 # 0/0 (hidden states B did not change) is NaN: no change, no selectivity to speak of.
                 _with_ci(row, "selectivity_ratio", float(dist["forget"][0] / dist["retain"][0]),
                          dist["forget"][1] / dist["retain"][1])
+            point, reps = (selectivity_difference(dist["forget"][i], dist["retain"][i], scale["forget"][i],
+                                                  scale["retain"][i]) for i in (0, 1))
+            _with_ci(row, "selectivity_diff", float(point), reps)
             comparison_rows.append(row)
     metrics, comparison = pd.DataFrame(metric_rows), pd.DataFrame(comparison_rows)
     write_csv(run.path("covariance_metrics.csv"), metrics)
@@ -102,7 +115,9 @@ def body(args, argv) -> int:
     save_figure(run.path("covariance.png"), covariance(metrics, comparison, model_slug(args.model_a),
                                                        model_slug(args.model_b)))
     run.finish(models={"a": args.model_a, "b": args.model_b}, forward_tokens=caps.forward_tokens,
-               wasserstein="W1 between the empirical distributions of the d covariance eigenvalues of A and B")
+               wasserstein="W1 between the empirical distributions of the d covariance eigenvalues of A and B; "
+                           "shape: each spectrum divided by its mean eigenvalue first",
+               selectivity="selectivity_diff = W1(forget)/mean eig A(forget) - W1(retain)/mean eig A(retain)")
     print(f"wrote {run.outdir}")
     return 0
 

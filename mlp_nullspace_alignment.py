@@ -11,13 +11,20 @@ direction puts r/m (output) or r/n (input) of its energy into those subspaces; t
 printed beside every fraction. On-manifold (column-space) changes interfere with what W computes;
 null-space changes add directions W ignored.
 
+Only one side of each matrix is informative: r <= min(m, n), so on the shorter side the baseline
+r/min(m, n) is close to 1 (0.80–0.88 in the tiny world) and nearly any update lands in the
+"column space". The headline (columns side, col_frac, null_frac, random_col_frac, col_over_random,
+and the summary's "informative" row) is therefore the longer side: output for an up-projection
+(d_ff × d), input for a down-projection (d × d_ff). Both sides stay in out_* / in_*.
+
 Example:
     uv run mlp_nullspace_alignment.py --model-a models/tiny/tiny-base --model-b unlearned_models/tiny-base__npo
 
 Writes to <output-root>/<slug_a>__vs__<slug_b>/mlp_nullspace/ (or --outdir):
-    mlp_nullspace.csv          one row per MLP matrix: its split on both sides, beside r/m and r/n
-    mlp_nullspace_summary.csv  per side (output, input): col_frac, null_frac, random_col_frac
-                               pooled over all MLP matrices, weighted by ‖ΔW‖_F²
+    mlp_nullspace.csv          one row per MLP matrix: the informative side's split, then both
+                               sides', each beside r/m and r/n
+    mlp_nullspace_summary.csv  per side (output, input, informative): col_frac, null_frac,
+                               random_col_frac pooled over all MLP matrices, weighted by ‖ΔW‖_F²
     mlp_nullspace.png          column-space share per matrix and side against r/m, r/n
     run_meta.json, _DONE.json
 """
@@ -78,7 +85,7 @@ def body(args, argv) -> int:
     write_csv(step.path("mlp_nullspace_summary.csv"), summary)
     save_figure(step.path("mlp_nullspace.png"), plots.mlp_nullspace(results, f"({outdir.parent.name})"))
     for s in summary.itertuples():
-        print(f"{s.side} side: {s.col_frac:.3f} of ||dW||^2 in W's column space, {s.null_frac:.3f} in its "
+        print(f"{s.side} side{' (headline)' if s.side == 'informative' else ''}: {s.col_frac:.3f} of ||dW||^2 in W's column space, {s.null_frac:.3f} in its "
               f"null space (random direction: {s.random_col_frac:.3f})")
     step.finish(models={"a": args.model_a, "b": args.model_b}, device="cpu", dtype="float32",
                 rank_rule=f"numerical rank = fewest singular directions holding {args.energy:.0%} of ||W_a||_F^2")

@@ -159,19 +159,22 @@ def low_rank_energy(path: Path, model: str) -> dict:
             "top10_energy_random": float(row["median_dW_top10_energy_random"])}
 
 
-@reads("mlp_nullspace", "mlp_nullspace_summary.csv", Number("nullspace_frac", "null-space frac (in)", signature=True),
-       Number("nullspace_frac_random", "random", baseline=True), Number("nullspace_frac_out", "null-space frac (out)"))
+@reads("mlp_nullspace", "mlp_nullspace_summary.csv", Number("nullspace_frac", "null-space frac", signature=True),
+       Number("nullspace_frac_random", "random", baseline=True), Number("nullspace_frac_in", "null-space frac (in)"),
+       Number("nullspace_frac_out", "null-space frac (out)"))
 def nullspace_fraction(path: Path, model: str) -> dict:
-    """Pooled over MLP matrices, ‖ΔW‖²-weighted. nullspace_frac: input side: share of ΔW's energy
-    in the numerical null space of W_a (directions W reads nothing from), null_frac of side
-    "input"; nullspace_frac_random: 1 − random_col_frac, what a random update would put there.
-    nullspace_frac_out: the same on the output side.
+    """Pooled over MLP matrices, ‖ΔW‖²-weighted. nullspace_frac: share of ΔW's energy in the
+    numerical null space of W_a, each matrix on its informative (longer) side, null_frac of side
+    "informative" (on the shorter side nearly every update is "in the column space" by
+    construction); nullspace_frac_random: 1 − its random_col_frac, what a random update would put
+    there. nullspace_frac_in / nullspace_frac_out: every matrix on the input / output side.
     """
     df = read_table(path, ["side", "null_frac", "random_col_frac"])
+    head = _one_row(df, path, side="informative")
     row_in, row_out = _one_row(df, path, side="input"), _one_row(df, path, side="output")
-    return {"nullspace_frac": float(row_in["null_frac"]),
-            "nullspace_frac_random": 1.0 - float(row_in["random_col_frac"]),
-            "nullspace_frac_out": float(row_out["null_frac"])}
+    return {"nullspace_frac": float(head["null_frac"]),
+            "nullspace_frac_random": 1.0 - float(head["random_col_frac"]),
+            "nullspace_frac_in": float(row_in["null_frac"]), "nullspace_frac_out": float(row_out["null_frac"])}
 
 
 # --- activation space ---------------------------------------------------------------------------

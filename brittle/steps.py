@@ -198,18 +198,30 @@ STEPS: tuple[Step, ...] = (
                  Column("dW_effective_rank_frac_random", "the same for the Gaussian matrix"),
                  Column("W_effective_rank", "fewest directions holding 99 % of ‖W_a‖_F²"),
                  Column("k", "dimension of the top singular subspaces compared"),
-                 *[Column(f"{side}_{metric}{suffix}", text + (" between random k-subspaces" if suffix else ""))
-                   for side, where in (("out", "output side (left singular vectors)"),
-                                       ("in", "input side (right singular vectors)"))
-                   for metric, what in (("geodesic", "geodesic Grassmann distance √Σθ² (radians)"),
-                                        ("chordal", "chordal distance √Σsin²θ"),
-                                        ("mean_cos2", "mean cos²θ (1 = same subspace; random: k/d)"))
-                   for suffix, text in (("", f"{what} of W_a's and W_b's top-k subspaces, {where}"),
-                                        ("_random", f"{what}, {where},"))])),
+                 *[column for side, where in (("out", "output side (left singular vectors)"),
+                                              ("in", "input side (right singular vectors)"))
+                   for column in (
+                       *[Column(f"{side}_{metric}{suffix}", text + (" between random k-subspaces" if suffix else ""))
+                         for metric, what in (("geodesic", "geodesic Grassmann distance √Σθ² (radians)"),
+                                              ("chordal", "chordal distance √Σsin²θ"),
+                                              ("mean_cos2", "mean cos²θ (1 = same subspace; random: k/d)"))
+                         for suffix, text in (("", f"{what} of W_a's and W_b's top-k subspaces, {where}"),
+                                              ("_random", f"{what}, {where},"))],
+                       Column(f"{side}_geodesic_null", f"norm-matched null, {where}: mean geodesic distance (radians) "
+                                                       "between W_a's top-k subspace and that of W_a + G, G Gaussian "
+                                                       "with ‖G‖_F = ‖ΔW‖_F (--null-draws seeded draws; 0 if ΔW = 0)"),
+                       Column(f"{side}_geodesic_null_std", "sample standard deviation of the null over the draws"),
+                       Column(f"{side}_geodesic_over_null", f"{side}_geodesic / {side}_geodesic_null: ≈ 1 the update "
+                                                            "turns W's top subspace no more than an unstructured "
+                                                            "change of its size, > 1 aimed at it; empty if ΔW = 0"))])),
              File("null_space_summary.csv", "per group (attn, mlp, all): medians over the sampled matrices", (
                  GROUP, Column("n_matrices", "sampled matrices in the group"),
                  Column("median_<metric>", "median of a null_space_results.csv column"),
-                 Column("median_<metric>_random", "median of its chance level"))),
+                 Column("median_<metric>_random", "median of its chance level"),
+                 *[Column(f"median_{side}_geodesic{suffix}", f"median of {side}_geodesic{suffix} ({what})")
+                   for side in ("out", "in")
+                   for suffix, what in (("_null", "the norm-matched null"),
+                                        ("_over_null", "real over null; unchanged matrices left out"))])),
              File("null_space.png", PNG))),
     Step("activation_separation", "activation_separation_analysis.py", COMPARISON,
          "how far apart are forget and retain texts inside each model, and did B change that?",
@@ -242,7 +254,15 @@ STEPS: tuple[Step, ...] = (
                  HIDDEN_STATE,
                  *ci("wasserstein_forget", "W₁ between A's and B's eigenvalue distributions on forget text"),
                  *ci("wasserstein_retain", "the same on retain text"),
-                 *ci("selectivity_ratio", "wasserstein_forget / wasserstein_retain (> 1: the change concentrates on forget text)"))),
+                 *ci("wasserstein_shape_forget", "W₁ on forget text after dividing each spectrum by its mean eigenvalue "
+                                                 "(sum / d): change of shape, scale removed; dimensionless, 0..2, "
+                                                 "0 when B's spectrum is a multiple of A's"),
+                 *ci("wasserstein_shape_retain", "the same on retain text"),
+                 *ci("selectivity_ratio", "wasserstein_forget / wasserstein_retain (> 1: the change concentrates on "
+                                          "forget text); ∞ or NaN where retain W₁ is 0: read selectivity_diff"),
+                 *ci("selectivity_diff", "wasserstein_forget / λ̄_A(forget) − wasserstein_retain / λ̄_A(retain), λ̄_A = "
+                                         "A's mean eigenvalue on the split: > 0 the change concentrates on forget "
+                                         "text, 0 even or none, < 0 on retain; finite where the ratio is not"))),
              File("eigenspectra.csv", "every covariance eigenvalue", (
                  HIDDEN_STATE, SPLIT, MODEL_AB, Column("rank", "1 = largest eigenvalue"),
                  Column("eigenvalue", "covariance eigenvalue"))),
@@ -255,6 +275,14 @@ STEPS: tuple[Step, ...] = (
                  Column("dW_fro", "‖ΔW‖_F"), Column("dW_fro_rel", "‖ΔW‖_F / ‖W‖_F"),
                  Column("rank", "numerical rank r of W_a: fewest singular directions holding 99 % of ‖W_a‖_F² (--energy)"),
                  Column("rank_frac", "rank / min(shape0, shape1)"),
+                 Column("side", "the informative side, the headline: output if shape0 > shape1, else input (on the "
+                                "shorter side the baseline r/min(shape) is near 1 and the split says nothing)"),
+                 Column("col_frac", "share of ΔW in W's column (side output) or row (side input) space: "
+                                    "out_col_frac or in_col_frac of the informative side"),
+                 Column("null_frac", "1 − col_frac: share in the numerical null space on the informative side"),
+                 Column("random_col_frac", "r / max(shape0, shape1): the random-direction baseline of col_frac"),
+                 Column("col_over_random", "col_frac / random_col_frac (> 1: ΔW leans into what W uses; "
+                                           "< 1: into its null space)"),
                  Column("out_col_frac", "‖UᵀΔW‖²/‖ΔW‖²: share of ΔW in W's column space (what W writes)"),
                  Column("out_null_frac", "1 − out_col_frac: share in the null space of Wᵀ"),
                  Column("out_random_col_frac", "r / shape0: what a random direction puts in the column space"),
@@ -264,7 +292,8 @@ STEPS: tuple[Step, ...] = (
                  Column("out_col_over_random", "out_col_frac / out_random_col_frac"),
                  Column("in_col_over_random", "in_col_frac / in_random_col_frac"))),
              File("mlp_nullspace_summary.csv", "per side, pooled over MLP matrices weighted by ‖ΔW‖_F²", (
-                 Column("side", "output or input"), Column("n_matrices", "MLP matrices"),
+                 Column("side", "output, input, or informative (each matrix on its informative side: the headline)"),
+                 Column("n_matrices", "MLP matrices"),
                  Column("col_frac", "share of the MLP update in W's column (output) or row (input) space"),
                  Column("null_frac", "share in the numerical null space"),
                  Column("random_col_frac", "what a random update gives"))),

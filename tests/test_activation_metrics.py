@@ -8,7 +8,8 @@ import torch
 from scipy.stats import wasserstein_distance
 from sklearn.metrics import roc_auc_score
 
-from brittle.metrics.distributions import effective_rank, spectral_entropy, spectrum_wasserstein, subspace_energy
+from brittle.metrics.distributions import (effective_rank, selectivity_difference, spectral_entropy,
+                                           spectrum_shape_wasserstein, spectrum_wasserstein, subspace_energy)
 from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
 from brittle.probes import auc, out_of_fold_scores, probe_metric_cis, probe_metrics
 from brittle.moments import pooled_covariance_eigs
@@ -24,6 +25,47 @@ def test_spectrum_metrics_closed_forms_and_scipy():
     assert effective_rank(np.ones(16)) == pytest.approx(16.0)
     assert spectral_entropy(np.ones(16)) == pytest.approx(np.log(16))
     np.testing.assert_allclose(effective_rank(np.stack([np.ones(4), np.r_[1.0, 0, 0, 0]])), [4.0, 1.0])
+
+
+def test_shape_wasserstein_ignores_a_pure_rescaling():
+    rng = np.random.default_rng(2)
+    a = rng.exponential(size=32)
+    for c in (0.1, 3.0):
+        assert spectrum_wasserstein(a, c * a) == pytest.approx(abs(c - 1) * a.mean())   # closed form, > 0
+        assert spectrum_shape_wasserstein(a, c * a) == pytest.approx(0.0, abs=1e-12)
+    b = rng.exponential(size=32) ** 2                                # a different shape
+    d = len(a)
+    ref = wasserstein_distance(d * a / a.sum(), d * b / b.sum())     # scipy on the normalised spectra
+    assert spectrum_shape_wasserstein(a, 7 * b) == pytest.approx(ref) and ref > 0.1
+    # the bound: one direction holding all variance against an isotropic spectrum, (2d − 2)/d
+    assert spectrum_shape_wasserstein(np.r_[1.0, np.zeros(d - 1)], np.ones(d)) == pytest.approx(2 - 2 / d)
+    np.testing.assert_allclose(spectrum_shape_wasserstein(np.stack([a, a]), np.stack([2 * a, b])), [0.0, ref])
+
+
+def test_selectivity_difference_is_finite_and_separates_forget_from_retain_changes():
+    """Planted spectra: A has the same spectrum on both splits up to scale (retain activations 10x
+    larger); B changes forget only, retain only (negative control), or both alike."""
+    rng = np.random.default_rng(3)
+    forget_a = rng.exponential(size=16)
+    retain_a = 10 * forget_a
+
+    def changed(lam):                                             # a planted reshaping
+        return lam * np.linspace(2.0, 0.5, lam.size)
+
+    def sel(forget_b, retain_b):
+        w_f, w_r = spectrum_wasserstein(forget_a, forget_b), spectrum_wasserstein(retain_a, retain_b)
+        return selectivity_difference(w_f, w_r, forget_a.mean(), retain_a.mean()), w_f, w_r
+
+    forget_only, w_f, w_r = sel(changed(forget_a), retain_a)
+    assert w_r == 0 and np.isfinite(forget_only)                  # the ratio w_f / w_r would be inf
+    assert forget_only == pytest.approx(w_f / forget_a.mean()) and forget_only > 0.2
+    retain_only, _, _ = sel(forget_a, changed(retain_a))
+    assert retain_only == pytest.approx(-forget_only)             # negative control: low (negative)
+    both, _, _ = sel(changed(forget_a), changed(retain_a))
+    assert both == pytest.approx(0.0, abs=1e-12)                  # same relative change: scale cancels
+    assert sel(forget_a, retain_a)[0] == 0.0                      # nothing changed: 0, not NaN
+    tiny, _, _ = sel(forget_a * (1 + 1e-6), retain_a)
+    assert 0 < tiny < 1e-5                                        # a negligible change stays negligible
 
 
 def test_random_subspace_energy_fraction_is_k_over_d():

@@ -60,10 +60,28 @@ def test_separation_covariance_probes_lipschitz(world, arch):
     cov = pd.read_csv(comp / "activation_covariance" / "covariance_comparison.csv")
     assert (cov.loc[cov.hidden_state <= 1, ["wasserstein_forget", "wasserstein_retain"]] == 0).all().all()
     assert (cov.loc[cov.hidden_state >= 2, "wasserstein_forget"] > 0).all()
+    # unchanged hidden states: no selectivity ratio (0/0) but a selectivity difference of exactly 0
+    unchanged = cov[cov.hidden_state <= 1]
+    assert unchanged.selectivity_ratio.isna().all() and (unchanged.selectivity_diff == 0).all()
+    assert np.isfinite(cov.selectivity_diff).all()
     metrics = pd.read_csv(comp / "activation_covariance" / "covariance_metrics.csv")
     assert ((metrics.effective_rank >= 1) & (metrics.effective_rank <= 32)).all()
     spectra = pd.read_csv(comp / "activation_covariance" / "eigenspectra.csv")
     assert len(spectra) == 4 * 2 * 2 * 32
+    # shape W1 and the selectivity difference recomputed from the written eigenvalues with scipy
+    from scipy.stats import wasserstein_distance
+
+    lam = {key: g.eigenvalue.to_numpy() for key, g in spectra.groupby(["hidden_state", "split", "model"])}
+    for row in cov.itertuples():
+        h = row.hidden_state
+        rel = {}
+        for split in ("forget", "retain"):
+            lam_a, lam_b = lam[(h, split, "a")], lam[(h, split, "b")]
+            pos_a, pos_b = lam_a.clip(min=0), lam_b.clip(min=0)   # round-off negatives carry no variance
+            shape = wasserstein_distance(pos_a / pos_a.mean(), pos_b / pos_b.mean())
+            assert getattr(row, f"wasserstein_shape_{split}") == pytest.approx(shape, rel=1e-6, abs=1e-9)
+            rel[split] = wasserstein_distance(lam_a, lam_b) / lam_a.mean()
+        assert row.selectivity_diff == pytest.approx(rel["forget"] - rel["retain"], rel=1e-6, abs=1e-9)
 
     assert linear_probe_analysis.main(["--model", str(a), *common]) == 0
     probes = pd.read_csv(tmp / "out" / f"{arch}-a" / "linear_probes" / "probe_results.csv")

@@ -61,8 +61,8 @@ def _write_model(root, slug, role, speed, rel, attn_share, rank, acc_start=None)
         {"group": g, "n_matrices": 3, "median_dW_top10_energy": 0.5, "median_dW_top10_energy_random": 0.1}
         for g in ("attn", "mlp", "all")]))
     _write(comp / "mlp_nullspace" / "mlp_nullspace_summary.csv", pd.DataFrame([
-        {"side": side, "n_matrices": 6, "col_frac": 0.7, "null_frac": 0.3, "random_col_frac": 0.8}
-        for side in ("output", "input")]))
+        {"side": side, "n_matrices": 6, "col_frac": 1 - null, "null_frac": null, "random_col_frac": rand}
+        for side, null, rand in (("output", 0.3, 0.8), ("input", 0.2, 0.8), ("informative", 0.6, 0.25))]))
     _write(comp / "activation_stats" / "activation_stats.csv", pd.DataFrame([
         {"hidden_state": index, "split": split, "model_a_norm_L1": 10.0, "model_a_norm_L2": 2.0, "model_b_norm_L1": 10.0,
          "model_b_norm_L2": 2.0, "mean_dh_L1": 1.0, "mean_dh_L2": 0.2 if split == "forget" else 0.1}
@@ -208,7 +208,7 @@ def test_spearman_exact_p_equals_enumerated_permutations(seed):
 
 
 def test_signature_readers_match_hand_computation(tree):
-    from brittle.report_numbers import activation_change, evaluation, mlp_attn_share, param_magnitude
+    from brittle.report_numbers import activation_change, evaluation, mlp_attn_share, nullspace_fraction, param_magnitude
 
     comp = tree / "outputs" / f"{BASE}__vs__{BASE}__ga"
     mag = param_magnitude(comp / "param_stats" / "per_layer.csv", "x")
@@ -222,6 +222,10 @@ def test_signature_readers_match_hand_computation(tree):
                   "eval_retain_ppl": 12.5}
     act = activation_change(comp / "activation_stats" / "activation_stats.csv", "x")
     assert act["act_change_forget"] == pytest.approx(0.1) and act["act_change_selectivity"] == pytest.approx(2.0)
+    # the headline is the informative side's row, beside that row's baseline, not the input side's
+    ns = nullspace_fraction(comp / "mlp_nullspace" / "mlp_nullspace_summary.csv", "x")
+    assert ns == pytest.approx({"nullspace_frac": 0.6, "nullspace_frac_random": 0.75, "nullspace_frac_in": 0.2,
+                                "nullspace_frac_out": 0.3})
 
 
 def test_missing_column_is_an_error_not_a_missing_step(tree, capsys):

@@ -42,6 +42,39 @@ def spectrum_wasserstein(eigs_a: np.ndarray, eigs_b: np.ndarray) -> np.ndarray:
     return np.abs(a - b).mean(-1)
 
 
+def spectrum_shape_wasserstein(eigs_a: np.ndarray, eigs_b: np.ndarray) -> np.ndarray:
+    """W₁ between the two spectra after dividing each by its mean eigenvalue: the change of *shape*
+    with the overall scale taken out. Dimensionless, in units of the mean eigenvalue, 0 .. 2; 0
+    when B's spectrum is a multiple of A's (B = c·A gives 0 here, |c − 1|·mean(λ_A) raw).
+
+    λ/mean(λ) = d·p with p = λ/Σλ, the normalised spectrum the entropy and effective rank read.
+    Why the sum and not the largest eigenvalue: a transformer's top covariance direction often
+    belongs to one outlier feature, so dividing by λ_max would make the whole comparison hinge on
+    one direction; the trace is the total variance, stable under resampling. Why d·p and not p:
+    W₁ of p shrinks as 1/d, so d·p keeps the number comparable across widths. Works on (..., d).
+    """
+    a, b = _normalised(eigs_a), _normalised(eigs_b)
+    return spectrum_wasserstein(a * a.shape[-1], b * b.shape[-1])
+
+
+def selectivity_difference(w_forget: np.ndarray, w_retain: np.ndarray, scale_forget: np.ndarray,
+                           scale_retain: np.ndarray) -> np.ndarray:
+    """How much more B changed the spectrum on forget text than on retain text:
+    w_forget/scale_forget − w_retain/scale_retain, each raw W₁ (:func:`spectrum_wasserstein`) in
+    units of its split's scale (pass A's mean eigenvalue on that split). Dimensionless; > 0: the
+    change concentrates on forget text, 0: equal (or none), < 0: on retain text.
+
+    A difference rather than the ratio w_forget/w_retain: where B barely touched retain text the
+    ratio divides by a number near 0 and reads any forget change, however small, as unbounded
+    selectivity (∞, or NaN at 0/0); the difference stays finite and small changes stay small,
+    with no floor constant to choose. Each W₁ is scaled by its own split so a layer's overall
+    activation size cancels and the number compares across hidden states; raw W₁ (not
+    :func:`spectrum_shape_wasserstein`) so that a change of scale confined to forget text (the
+    RMU signature) still counts as selective. Arrays broadcast (bootstrap replicates).
+    """
+    return np.asarray(w_forget) / np.asarray(scale_forget) - np.asarray(w_retain) / np.asarray(scale_retain)
+
+
 def subspace_energy(second_moment: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(inside, total)``: activation energy inside span(basis), tr(Vᵀ M V), and in all, tr(M).
 

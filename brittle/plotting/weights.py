@@ -121,7 +121,8 @@ def mlp_attn_ratio(by_block: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 def null_space_summary(results: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Step 7: each metric per sampled matrix against its random baseline (dashes)."""
+    """Step 7: each metric per sampled matrix against its random baseline (dashes); the geodesic
+    distances also against their norm-matched null (grey, ± one standard deviation)."""
     panels = [("dW_top10_energy", "dW_top10_energy_random", "top-10 energy share of dW"),
               ("dW_effective_rank_frac", "dW_effective_rank_frac_random", "99% effective rank / min(m, n)"),
               ("out_geodesic", "out_geodesic_random", "geodesic distance, output side"),
@@ -132,23 +133,29 @@ def null_space_summary(results: pd.DataFrame, title: str = "") -> plt.Figure:
     for ax, (col, base, label) in zip(axes, panels):
         ax.scatter(x, results[col], s=14, c=colors)
         ax.scatter(x, results[base], s=30, marker="_", color="black", label="random baseline")
+        if col.endswith("_geodesic"):
+            ax.errorbar(x, results[f"{col}_null"], yerr=results[f"{col}_null_std"], fmt="none", ecolor="grey",
+                        elinewidth=1, capsize=2, label="norm-matched null")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("sampled matrix")
         ax.grid(alpha=0.3)
     axes[0].legend()
+    axes[2].legend(fontsize=7)
     fig.suptitle(f"Null space & subspace analysis {title} (blue attn, orange mlp)".strip())
     return fig
 
 
 def mlp_nullspace(results: pd.DataFrame, title: str = "") -> plt.Figure:
     """Step 10: share of ΔW's energy in W's column space per MLP matrix, output and input side,
-    with the random baseline r/m or r/n."""
+    with the random baseline r/m or r/n; bars on a matrix's uninformative (shorter) side in grey."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     res = results.sort_values(["block", "name"]).reset_index(drop=True)
     x = np.arange(len(res))
     for ax, side, label in [(axes[0], "out", "output side (column space of W)"),
                             (axes[1], "in", "input side (row space of W)")]:
-        ax.bar(x, res[f"{side}_col_frac"], color="tab:orange", label="dW energy in W's subspace")
+        headline = res["side"] == {"out": "output", "in": "input"}[side]
+        ax.bar(x, res[f"{side}_col_frac"], color=np.where(headline, "tab:orange", "lightgrey"),
+               label="dW energy in W's subspace (grey: uninformative side)")
         ax.scatter(x, res[f"{side}_random_col_frac"], marker="_", s=200, color="black", label="random baseline r/d")
         ax.set_xticks(x, [f"{block}:{n.split('.')[-2]}" for block, n in zip(res["block"], res["name"])],
                       rotation=90, fontsize=7)
