@@ -81,23 +81,6 @@ def build_parser(argv=None):
     return p
 
 
-def median_distance(base: str, models: list[str], revision: str | None = None) -> float:
-    """The median over ``models`` of ‖θ_model − θ_base‖₂ over all parameters (read tensor by tensor)."""
-    import math
-    import statistics
-
-    from brittle.weights import WeightPairs
-
-    distances = []
-    for model in models:
-        total = 0.0
-        for _, w_a, w_b in WeightPairs(base, model, revision_a=revision):
-            total += float(((w_b.double() - w_a.double()) ** 2).sum())
-            del w_a, w_b
-        distances.append(math.sqrt(total))
-    return statistics.median(distances)
-
-
 def main(argv=None) -> int:
     return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
 
@@ -144,9 +127,12 @@ def body(args, argv=None) -> int:
             raise UserError("--match-dw-norm applies to --method control only")
         if args.target_dw_norm is not None:
             raise UserError("give --match-dw-norm or --target-dw-norm, not both")
-        overrides["target_dw_norm"] = median_distance(model_id, args.match_dw_norm, args.revision)
-        print(f"control: target weight change {overrides['target_dw_norm']:.4g} "
-              f"(median over {len(args.match_dw_norm)} models)")
+        from statistics import median
+
+        from brittle.weights import parameter_distance
+        overrides["target_dw_norm"] = median(
+            parameter_distance(model_id, m, revision_a=args.revision) for m in args.match_dw_norm)
+        print(f"control: target weight change {overrides['target_dw_norm']:.4g} (median of {len(args.match_dw_norm)})")
     method = get_method(args.method, profile, overrides)
     if args.forget_format != "auto":
         if args.method == "dpo" and args.forget_format == "texts":
@@ -164,8 +150,8 @@ def body(args, argv=None) -> int:
     params = {"model": str(model_id), "revision": args.revision, "method": args.method, "profile": profile,
               "hyperparameters": method.hp, "forget_form": method.forget_form, "seed": args.seed,
               "compute_dtype": str(compute_dtype).replace("torch.", ""), "save_dtype": args.save_dtype}
-    if method.forget_form == "pairs" and fmt_name != "plain":
-        params["qa_format"] = fmt_name   # only when it applies, so plain runs keep their old parameters
+    if method.forget_form == "pairs" and fmt_name != "plain":   # only then: plain runs keep their parameters
+        params["qa_format"] = fmt_name
     inputs = {"forget": forget_path, "retain": retain_qa_path if retain_pairs else retain_path,
               "forget_qa": qa_path if uses_qa else None, "idk": idk_path if args.method == "dpo" else None}
     run = StepRun(outdir, params, argv, models={"base": model_id}, files=inputs)

@@ -189,3 +189,16 @@ def _check_same_architecture(name_a: str, root_a: Path, name_b: str, root_b: Pat
     diffs = [f"{k}: {a.get(k)} vs {b.get(k)}" for k in _ARCH_KEYS if a.get(k) != b.get(k)]
     if diffs:
         raise UserError(f"{name_a} and {name_b} are different architectures ({'; '.join(diffs)})")
+
+
+def parameter_distance(model_a: str, model_b: str, revision_a: str | None = None,
+                       revision_b: str | None = None) -> float:
+    """‖θ_b − θ_a‖₂ over every tensor of two checkpoints (float64 sum of squares, one pair in
+    memory at a time)."""
+    import math
+
+    total = 0.0
+    for _, w_a, w_b in WeightPairs(model_a, model_b, revision_a, revision_b):
+        total += float(((w_b.double() - w_a.double()) ** 2).sum())
+        del w_a, w_b
+    return math.sqrt(total)

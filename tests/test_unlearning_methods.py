@@ -467,10 +467,10 @@ def test_control_stops_at_the_first_step_its_weight_change_reaches_the_target(to
     assert log["dw_norm"].iloc[-1] < target
 
 
-def test_median_distance_of_models_to_the_base(tok, tmp_path):
-    """unlearn.py --match-dw-norm's target: the median of ‖θ_m − θ_base‖₂ over the given models,
-    against planted shifts of one tensor by 1, 2 and 5 in L2 norm."""
-    import unlearn
+def test_parameter_distance_of_models_to_the_base(tok, tmp_path):
+    """unlearn.py --match-dw-norm's target is the median of these: ‖θ_m − θ_base‖₂ over all
+    tensors, against planted shifts of one weight by 5, 1 and 2."""
+    from brittle.weights import parameter_distance
 
     base = make_tiny_model("gpt_neox", vocab_size=len(tok))
     save_tiny(base, tmp_path / "base", tok)
@@ -481,4 +481,5 @@ def test_median_distance_of_models_to_the_base(tok, tmp_path):
         with torch.no_grad():
             w[0, 0] += size
         folders.append(str(save_tiny(model, tmp_path / f"m{size}", tok)))
-    assert unlearn.median_distance(str(tmp_path / "base"), folders) == pytest.approx(2.0, rel=1e-6)
+    distances = [parameter_distance(str(tmp_path / "base"), f) for f in folders]
+    assert distances == pytest.approx([5.0, 1.0, 2.0], rel=1e-6)
