@@ -6,17 +6,20 @@
 #   ./pipeline.sh --preset tofu            # Llama-3.2-1B TOFU forget10: layer-wise forgetting of IdkDPO
 #   ./pipeline.sh --force                  # recompute everything
 #   ./pipeline.sh --base A --filtered B --unlearned C [--unlearned D ...] --no-unlearn   # your own models
+#   ./pipeline.sh --jobs 1                 # one job at a time
 #
 # Options: --preset NAME, --force, --base M, --filtered M, --unlearned M (repeatable),
 #          --no-unlearn (do not train unlearned models), --no-relearn (skip relearning attacks),
-#          --device DEV (auto, cpu, cuda), --output-root DIR (default outputs).
+#          --device DEV (auto, cpu, cuda), --output-root DIR (default outputs),
+#          --jobs N (independent jobs at once: default the core count for presets that pin one
+#          thread per process, CPU_THREADS=1, else 1; logs per job in <output-root>/_logs/).
 # Each script owns its skip logic (a _DONE.json marker with matching parameters and inputs), so a
 # step behaves the same alone and here; this file only sequences them. The comparison steps and
 # whether each runs a model come from the step registry (uv run python -m brittle.steps).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,15p' "$0"; }
+usage() { sed -n '2,18p' "$0"; }
 fail() { echo "error: $*" >&2; exit 2; }
 preset=tiny
 force=()
@@ -26,9 +29,10 @@ base_flag="" filtered_flag=""
 unlearned_flag=()
 do_unlearn=1
 do_relearn=1
+jobs_max=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --preset|--base|--filtered|--unlearned|--device|--output-root)
+    --preset|--base|--filtered|--unlearned|--device|--output-root|--jobs)
       [[ $# -ge 2 && "$2" != --* ]] || fail "$1 needs a value (see ./pipeline.sh --help)"
       case "$1" in
         --preset) preset="$2" ;;
@@ -37,6 +41,7 @@ while [[ $# -gt 0 ]]; do
         --unlearned) unlearned_flag+=("$2") ;;
         --device) device="$2" ;;
         --output-root) root="$2" ;;
+        --jobs) [[ "$2" =~ ^[1-9][0-9]*$ ]] || fail "--jobs needs a positive integer, got '$2'"; jobs_max="$2" ;;
       esac
       shift 2 ;;
     --force) force=(--force); shift ;;
@@ -63,6 +68,11 @@ fi
 if [[ -n "${CPU_THREADS:-}" ]]; then
   export OMP_NUM_THREADS="$CPU_THREADS" MKL_NUM_THREADS="$CPU_THREADS" OPENBLAS_NUM_THREADS="$CPU_THREADS"
 fi
+cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+# One-thread jobs leave the other cores idle unless several run at once; GPU presets share one device.
+if [[ -z "$jobs_max" ]]; then
+  if [[ "${CPU_THREADS:-}" == 1 ]]; then jobs_max=$cores; else jobs_max=1; fi
+fi
 common=(--preset "$preset" --output-root "$root" "${force[@]}")
 started=$(date +%s)
 stage_names=() stage_seconds=()
@@ -76,30 +86,34 @@ stage() {  # close the previous stage's timer (with the machine's 1-minute load 
   echo; echo "######## $1"
 }
 step() { echo; echo "== $*"; uv run "$@"; }
-# Independent jobs: background NAME CMD... starts one with its output in $root/_logs/NAME.log;
-# wait_background waits for all, prints a line per job and stops the pipeline if one failed.
+# Independent jobs: background NAME CMD... starts one (at most $jobs_max at once) with its output in
+# $root/_logs/NAME.log and prints a line when it ends; wait_background waits for all and stops the
+# pipeline if one failed. CMD may be a shell function (compare, per_model, ...).
 jobs_started=()
 background() {
   local name="$1"; shift
   mkdir -p "$root/_logs"
-  echo "== [started] $name: $*"
-  ( "$@" >"$root/_logs/$name.log" 2>&1 ) &
-  jobs_started+=("$name:$!")
+  while (( $(jobs -rp | wc -l) >= jobs_max )); do wait -n || true; done
+  echo "== [started] $name"
+  (
+    set +e
+    ( set -e; "$@" ) >"$root/_logs/$name.log" 2>&1   # its own subshell, so a failing step stops the job
+    rc=$?
+    echo "$rc" >"$root/_logs/$name.status"
+    if [[ $rc == 0 ]]; then echo "== [done] $name ($(tail -n 1 "$root/_logs/$name.log"))"
+    else echo "== [failed] $name (exit $rc); the end of $root/_logs/$name.log:" >&2; tail -n 5 "$root/_logs/$name.log" >&2; fi
+    exit "$rc"
+  ) &
+  jobs_started+=("$name")
 }
 wait_background() {
-  local entry name pid failed=0
-  for entry in "${jobs_started[@]}"; do
-    name="${entry%%:*}" pid="${entry##*:}"
-    if wait "$pid"; then
-      echo "== [done] $name ($(tail -n 1 "$root/_logs/$name.log"))"
-    else
-      echo "== [failed] $name; the end of $root/_logs/$name.log:" >&2
-      tail -n 5 "$root/_logs/$name.log" >&2
-      failed=1
-    fi
+  local name failed=()
+  wait || true
+  for name in "${jobs_started[@]}"; do
+    [[ "$(cat "$root/_logs/$name.status" 2>/dev/null)" == 0 ]] || failed+=("$name")
   done
   jobs_started=()
-  [[ $failed == 0 ]] || fail "a background job failed (see above)"
+  [[ ${#failed[@]} == 0 ]] || fail "background job(s) failed: ${failed[*]} (logs in $root/_logs/)"
 }
 slug() { if [[ -d "$1" ]]; then basename "$(cd "$1" && pwd)"; else echo "${1//\//_}"; fi; }
 
@@ -124,8 +138,12 @@ fi
 stage "unlearning"
 if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
   # UNLEARN_ARGS (preset) holds extra unlearn.py flags, e.g. tofu's --forget-format pairs
-  # shellcheck disable=SC2086
-  ./create_all_unlearning_models.sh --preset "$preset" --base "$BASE_MODEL" "${force[@]}" -- --device "$device" ${UNLEARN_ARGS:-}
+  for method in ${UNLEARN_METHODS:-}; do
+    # shellcheck disable=SC2086
+    background "unlearn_$method" ./create_all_unlearning_models.sh --preset "$preset" --base "$BASE_MODEL" \
+      --methods "$method" "${force[@]}" -- --device "$device" --no-progress ${UNLEARN_ARGS:-}
+  done
+  wait_background
 fi
 # The control edit: a benign fine-tune on retain text, as large a weight change as the median
 # unlearned model; every step runs on it and the report shows it beside the unlearned models.
@@ -163,26 +181,32 @@ compare() {
     fi
   done
 }
+# base -> filtered first: it fills the base model's activation cache, which every other pair reads
 compare "$BASE_MODEL" "$FILTERED_MODEL"
-for u in "${unlearned[@]}"; do compare "$BASE_MODEL" "$u"; done
+for u in "${unlearned[@]}"; do background "compare_$(slug "$u")" compare "$BASE_MODEL" "$u"; done
+wait_background
 
 # --- 5. Per model: knowledge (evaluation), where it is readable (probes), how fast it returns -----
 stage "evaluation and probes"
-for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
+per_model() {
+  local m="$1"
   if [[ -d "$DATA_DIR/questions" ]]; then
     step evaluate.py --model "$m" --device "$device" "${common[@]}"
   fi
   # probes after the comparisons: they read the activation cache those passes filled
   step linear_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
-done
+}
+for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do background "model_$(slug "$m")" per_model "$m"; done
+wait_background
 stage "relearning attacks"
 if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
   for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
     for attack in hazard benign; do
-      step relearn.py --model "$m" --attack "$attack" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" \
-        --device "$device" "${common[@]}"
+      background "relearn_$(slug "$m")_$attack" step relearn.py --model "$m" --attack "$attack" --base "$BASE_MODEL" \
+        --filtered "$FILTERED_MODEL" --device "$device" "${common[@]}"
     done
   done
+  wait_background
 fi
 
 # --- 6. Layer-wise forgetting: unlearned vs the model it came from and a model that never knew ----
@@ -198,7 +222,7 @@ step report.py --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" ${unlearned[@]:
   --preset "$preset" --output-root "$root"
 stage_seconds+=($(( $(date +%s) - stage_began ))); stage_loads+=("$(load_average)")
 echo
-echo "pipeline finished in $(( $(date +%s) - started )) s on $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') cores; report: $root/report.md"
+echo "pipeline finished in $(( $(date +%s) - started )) s on $cores cores, $jobs_max job(s) at once; report: $root/report.md"
 printf '  %-24s %8s %s\n' stage seconds "load average at its end"
 for i in "${!stage_names[@]}"; do
   printf '  %-24s %6d s %s\n' "${stage_names[$i]}" "${stage_seconds[$i]}" "${stage_loads[$i]}"
