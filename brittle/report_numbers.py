@@ -200,23 +200,27 @@ def activation_change(path: Path, model: str) -> dict:
        Number("rowspace_selectivity", "row-space selectivity", signature=True),
        Number("rowspace_frac_forget", "row-space frac forget"), Number("rowspace_frac_random", "random k/d"))
 def row_space_selectivity(path: Path, model: str) -> dict:
-    """Rows activations_of == "a" (the base model's MLP-input activations: what the update was
-    applied to). rowspace_selectivity: pooled forget / retain share of MLP-input activation energy
-    on the top-k right singular vectors of ΔW: Σ w·fraction_forget / Σ w·fraction_retain over MLP
-    input matrices with w = dW_fro² (bigger updates weigh more). > 1: the update reads directions
-    that forget text uses more than retain text; 1: untargeted. rowspace_frac_forget: the pooled
-    forget fraction itself; rowspace_frac_random: mean k/d, what a random k-dimensional subspace
-    captures.
+    """Rows activations_of == "a" (the base model's activations: what the update was applied to),
+    both MLP input matrices and MLP output projections (mlp_role), so an update confined to the
+    output projections (RMU) has a number too. rowspace_selectivity: pooled forget / retain share of
+    each matrix's input energy on the top-k right singular vectors of its ΔW: Σ w·fraction_forget /
+    Σ w·fraction_retain over MLP matrices with w = dW_fro² (bigger updates weigh more). > 1: the
+    update reads directions that forget text uses more than retain text; 1: untargeted.
+    rowspace_frac_forget: the pooled forget fraction itself; rowspace_frac_random: Σ w·k/d_in / Σ w,
+    what random k-dimensional subspaces give the pooled fraction (k/d_in differs between the
+    d-wide and the d_ff-wide inputs).
     """
     df = read_table(path, ["activations_of", "dW_fro", "fraction_forget", "fraction_retain", "random_baseline"])
     rows = df[df["activations_of"].astype(str) == "a"]
     if rows.empty:
         raise SchemaError(f"{path} has no rows with activations_of == 'a'")
     w = rows["dW_fro"].to_numpy(dtype=float) ** 2
-    forget = float((w * rows["fraction_forget"]).sum() / w.sum()) if w.sum() > 0 else np.nan
-    retain = float((w * rows["fraction_retain"]).sum() / w.sum()) if w.sum() > 0 else np.nan
+    if w.sum() <= 0:
+        return {"rowspace_selectivity": np.nan, "rowspace_frac_forget": np.nan, "rowspace_frac_random": np.nan}
+    forget = float((w * rows["fraction_forget"]).sum() / w.sum())
+    retain = float((w * rows["fraction_retain"]).sum() / w.sum())
     return {"rowspace_selectivity": forget / retain if retain else np.nan, "rowspace_frac_forget": forget,
-            "rowspace_frac_random": float(rows["random_baseline"].mean())}
+            "rowspace_frac_random": float((w * rows["random_baseline"]).sum() / w.sum())}
 
 
 @reads("lipschitzness", "lipschitz_change.csv",

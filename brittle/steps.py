@@ -300,18 +300,24 @@ STEPS: tuple[Step, ...] = (
              File("mlp_nullspace.png", PNG))),
     Step("row_space_projection", "row_space_projection_analysis.py", COMPARISON,
          "do forget-text activations fall in the input directions the update changed?", number="11", device=True,
-         code="row_space_projection_analysis.py, brittle/metrics/distributions.py",
-         test="tests/test_activation_steps.py", files=(
-             File("row_space_projection.csv", "one row per (MLP input matrix, model whose activations are projected)", (
+         code="row_space_projection_analysis.py, brittle/metrics/subspaces.py, brittle/metrics/distributions.py, "
+              "brittle/capture/accumulators.py",
+         test="tests/test_activation_steps.py, tests/test_activation_metrics.py, tests/test_activations.py", files=(
+             File("row_space_projection.csv", "one row per (MLP matrix, model whose activations are projected)", (
                  BLOCK, Column("module", "qualified module name"),
-                 Column("module_kind", "last part of the module name (dense_h_to_4h, gate_proj, up_proj, c_fc)"),
-                 Column("activations_of", "a or b: whose MLP-input activations are projected"),
+                 Column("module_kind", "last part of the module name (dense_h_to_4h, gate_proj, up_proj, c_fc; "
+                                       "dense_4h_to_h, down_proj, c_proj)"),
+                 Column("mlp_role", "input (reads the block's MLP input, width d; energies from the activation "
+                                    "cache) or output (the output projection, reads the intermediate activations, "
+                                    "width d_ff; energies from the step's own pass)"),
+                 Column("activations_of", "a or b: whose activations (the matrix's inputs) are projected"),
                  Column("k", "right singular vectors of ΔW kept (≤ --top-k and ≤ its numerical rank)"),
-                 Column("d_in", "input width of the matrix"),
+                 Column("d_in", "input width of the matrix (d or d_ff)"),
                  Column("random_baseline", "k / d_in: the share a random k-dimensional subspace captures"),
-                 Column("dW_fro", "‖ΔW‖_F"), Column("dW_rank", "numerical rank of ΔW"),
+                 Column("dW_fro", "‖ΔW‖_F"),
+                 Column("dW_rank", "numerical rank of ΔW: σ_i > σ₁·max(shape)·ε_float32 (numpy's matrix_rank)"),
                  Column("dW_top_k_energy", "share of ‖ΔW‖_F² in the k directions"),
-                 *ci("fraction_forget", "share of forget-text MLP-input energy on ΔW's top-k row space"),
+                 *ci("fraction_forget", "share of the matrix's forget-text input energy on ΔW's top-k row space"),
                  *ci("fraction_retain", "the same on retain text"),
                  *ci("selectivity_ratio", "fraction_forget / fraction_retain (> 1: the update reads what forget text uses)"))),
              File("row_space_projection.png", PNG))),

@@ -152,3 +152,54 @@ def test_ratio_ci_and_pooled_covariance():
     reps = pooled_covariance_eigs(count, total, sq, np.array([[2.0, 0.0, 1.0]]))
     np.testing.assert_allclose(reps[0], np.linalg.eigvalsh(np.cov(np.vstack([groups[0], groups[0], groups[2]]).T)),
                                rtol=1e-10)
+
+
+def _planted(shape, sigmas, seed=0) -> np.ndarray:
+    """float32 U diag(σ) Vᵀ of the given shape with orthonormal U, V (a planted spectrum)."""
+    rng = np.random.default_rng(seed)
+    r = len(sigmas)
+    u = np.linalg.qr(rng.normal(size=(shape[0], r)))[0]
+    v = np.linalg.qr(rng.normal(size=(shape[1], r)))[0]
+    return ((u * sigmas) @ v.T).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(48, 32), (32, 96)])   # tall (input side is the Gram side) and wide
+def test_dw_rank_is_numpys_matrix_rank_from_sigma(shape):
+    from brittle.metrics.subspaces import top_right_singular_vectors
+
+    # σ = 1e-4·σ₁ is a real direction (far above max(shape)·ε₃₂ ≈ 1e-5) that a rule on σ² misses:
+    # σ² = 1e-8·σ₁² is below σ₁²·d·ε₃₂ ≈ 4e-6·σ₁².
+    small = _planted(shape, [1.0, 0.5, 1e-4])
+    gram = np.linalg.eigvalsh(small.astype(np.float64).T @ small.astype(np.float64))
+    assert (gram > gram.max() * min(shape) * np.finfo(np.float32).eps).sum() == 2   # the old rule miscounts
+    rng = np.random.default_rng(3)
+    exact = (rng.normal(size=(shape[0], 5)) @ rng.normal(size=(5, shape[1]))).astype(np.float32)
+    full = rng.normal(size=shape).astype(np.float32)
+    for dw, want in ((small, 3), (exact, 5), (full, min(shape))):
+        assert np.linalg.matrix_rank(dw) == want
+        assert top_right_singular_vectors(torch.from_numpy(dw), 4)[1] == want
+    basis, rank, share = top_right_singular_vectors(torch.zeros(shape), 4)
+    assert basis.shape == (shape[1], 0) and rank == 0 and np.isnan(share)
+
+
+@pytest.mark.parametrize("shape", [(40, 24), (24, 72)])
+def test_top_right_singular_vectors_span_numpys(shape):
+    from brittle.metrics.subspaces import top_right_singular_vectors
+
+    dw = _planted(shape, np.linspace(3.0, 0.2, 12), seed=1)
+    basis, _, share = top_right_singular_vectors(torch.from_numpy(dw), 4)
+    _, s, vt = np.linalg.svd(dw.astype(np.float64))
+    np.testing.assert_allclose(basis.T @ basis, np.eye(4), atol=1e-9)
+    np.testing.assert_allclose(basis @ basis.T, vt[:4].T @ vt[:4], atol=1e-6)   # same projector
+    assert share == pytest.approx((s[:4] ** 2).sum() / (s ** 2).sum(), rel=1e-9)
+
+
+def test_top_right_singular_vectors_stay_on_the_smaller_side(monkeypatch):
+    """A wide ΔW (an MLP output projection, d_in = d_ff) never forms its d_in × d_in Gram matrix."""
+    from brittle.metrics.subspaces import top_right_singular_vectors
+
+    seen, eigh = [], torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda a, *args, **kw: seen.append(a.shape) or eigh(a, *args, **kw))
+    dw = torch.from_numpy(_planted((8, 3000), [2.0, 1.0, 0.5]))
+    basis, rank, _ = top_right_singular_vectors(dw, 2)
+    assert seen == [(8, 8)] and basis.shape == (3000, 2) and rank == 3

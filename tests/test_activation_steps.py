@@ -16,6 +16,7 @@ from tests.activation_fixtures import FORGET, RETAIN, make_pair, write_texts
 from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
 
 ARCHS = ("gpt_neox", "llama")
+OUTPUT_KIND = {"gpt_neox": "dense_4h_to_h", "llama": "down_proj"}
 
 
 @pytest.fixture(scope="module")
@@ -201,15 +202,110 @@ def test_row_space_finds_planted_forget_aligned_update(world, arch):
                                        / "row_space_projection.csv")
     planted = results["forget"]
     kinds = {"gpt_neox": {"dense_h_to_4h"}, "llama": {"gate_proj", "up_proj"}}[arch]
-    assert set(planted.module_kind) == kinds
-    hit = planted[(planted.block == 1) & (planted.activations_of == "a")]
+    assert set(planted.loc[planted.mlp_role == "input", "module_kind"]) == kinds
+    # The output projections are untouched here: rows for them, but no row space and no fraction.
+    outputs = planted[planted.mlp_role == "output"]
+    assert set(outputs.module_kind) == {OUTPUT_KIND[arch]} and (outputs.k == 0).all() and (outputs.dW_fro == 0).all()
+    hit = planted[(planted.block == 1) & (planted.activations_of == "a") & (planted.mlp_role == "input")]
     assert (hit.k == 1).all() and (hit.dW_rank == 1).all()
     assert (hit.fraction_forget > 3 * hit.random_baseline).all()
     assert (hit.selectivity_ratio > 1.2).all()
     assert planted.loc[planted.block != 1, "fraction_forget"].isna().all()  # unchanged matrices
     control = results["retain"]
-    ctrl = control[(control.block == 1) & (control.activations_of == "a")]
+    ctrl = control[(control.block == 1) & (control.activations_of == "a") & (control.mlp_role == "input")]
     assert (ctrl.selectivity_ratio < 1).all()
+
+
+def _output_projection_inputs(model_dir, texts, block: int) -> list[np.ndarray]:
+    """The input of block ``block``'s MLP output projection, (T, d_ff) float64 per text: the whole
+    HF model run on one unpadded text at a time, a plain torch pre-hook on the module (none of the
+    project's batching, padding, masking or hooks)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    layers = model.gpt_neox.layers if hasattr(model, "gpt_neox") else model.model.layers
+    module = getattr(layers[block].mlp, "dense_4h_to_h", None) or layers[block].mlp.down_proj
+    seen = []
+    handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].double().numpy()))
+    try:
+        with torch.no_grad():
+            for text in texts:
+                model(input_ids=torch.tensor([tok(text)["input_ids"]]))
+    finally:
+        handle.remove()
+    return seen
+
+
+def _fraction(xs: list[np.ndarray], v: np.ndarray) -> float:
+    """Σ_t ‖Vᵀx_t‖² / Σ_t ‖x_t‖² over every token of every text."""
+    return sum((np.linalg.norm(x @ v, axis=1) ** 2).sum() for x in xs) / sum((x ** 2).sum() for x in xs)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_row_space_output_projections_against_numpy(world, arch):
+    """B = A with a full-rank change in block 1's MLP output projection only (where RMU trains):
+    that matrix gets finite fractions equal to numpy's from HF-captured inputs; every other matrix
+    has k = 0."""
+    import row_space_projection_analysis
+    from transformers import AutoModelForCausalLM
+
+    tmp, _, forget, retain, pairs = world
+    a, b = pairs[arch]
+    assert row_space_projection_analysis.main(["--model-a", str(a), "--model-b", str(b), "--top-k", "3",
+                                               *_common(tmp, forget, retain)]) == 0
+    out = pd.read_csv(tmp / "out" / f"{a.name}__vs__{b.name}" / "row_space_projection" / "row_space_projection.csv")
+    changed = out[(out.mlp_role == "output") & (out.block == 1)]
+    assert (out.drop(changed.index).k == 0).all() and out.drop(changed.index).fraction_forget.isna().all()
+    hit = changed.set_index("activations_of")
+    weights = [dict(AutoModelForCausalLM.from_pretrained(m).named_parameters()) for m in (a, b)]
+    name = next(n for n in weights[0] if ".1.mlp." in n and OUTPUT_KIND[arch] in n and n.endswith("weight"))
+    dw = (weights[1][name] - weights[0][name]).detach().numpy()       # (d_model, d_ff) float32
+    v = np.linalg.svd(dw.astype(np.float64))[2][:3].T                  # top-3 right singular vectors
+    assert (hit.k == 3).all() and (hit.d_in == dw.shape[1]).all()
+    assert (hit.dW_rank == np.linalg.matrix_rank(dw)).all()
+    for m, model_dir in (("a", a), ("b", b)):
+        for split, path in (("forget", forget), ("retain", retain)):
+            want = _fraction(_output_projection_inputs(model_dir, read_lines(path), 1), v)
+            assert hit.loc[m, f"fraction_{split}"] == pytest.approx(want, rel=1e-4)
+            assert hit.loc[m, f"fraction_{split}_ci_low"] <= hit.loc[m, f"fraction_{split}_ci_high"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_row_space_finds_planted_output_projection_update(world, arch):
+    """B = A + u vᵀ on block 1's MLP output projection, v the direction of the projection's input
+    (d_ff wide) that holds more of forget than of retain energy (shares of each split's total);
+    the negative control takes v from retain instead."""
+    import row_space_projection_analysis
+    from brittle.models import mlp_output_linears
+
+    tmp, tok, forget, retain, _ = world
+    a_dir = tmp / f"{arch}-rso-a"
+    save_tiny(make_tiny_model(arch, seed=5), a_dir, tok)
+    xs = {s: _output_projection_inputs(a_dir, read_lines(p), 1) for s, p in (("forget", forget), ("retain", retain))}
+    share = {s: sum(x.T @ x for x in xs[s]) / sum((x ** 2).sum() for x in xs[s]) for s in xs}
+    results = {}
+    for towards, other in (("forget", "retain"), ("retain", "forget")):
+        v = np.linalg.eigh(share[towards] - share[other])[1][:, -1]
+        model = make_tiny_model(arch, seed=5)
+        with torch.no_grad():
+            mod = next(mod for block, _, mod in mlp_output_linears(model) if block == 1)
+            u = torch.randn(mod.weight.shape[0], generator=torch.Generator().manual_seed(0))
+            mod.weight.add_(0.3 * torch.outer(u, torch.tensor(v, dtype=torch.float32)))
+        b_dir = save_tiny(model, tmp / f"{arch}-rso-b-{towards}", tok)
+        assert row_space_projection_analysis.main(["--model-a", str(a_dir), "--model-b", str(b_dir), "--top-k", "4",
+                                                   *_common(tmp, forget, retain)]) == 0
+        out = pd.read_csv(tmp / "out" / f"{a_dir.name}__vs__{b_dir.name}" / "row_space_projection"
+                          / "row_space_projection.csv")
+        changed = out[out.k > 0]
+        assert set(changed.module) == {next(n for blk, n, _ in mlp_output_linears(model) if blk == 1)}
+        results[towards] = changed.set_index("activations_of").loc["a"]
+        hit = results[towards]
+        assert hit.k == 1 and hit.dW_rank == 1
+        for split in ("forget", "retain"):   # the planted direction's share, by construction
+            assert hit[f"fraction_{split}"] == pytest.approx(float(v @ share[split] @ v), rel=1e-4)
+    assert results["forget"].selectivity_ratio > 1.2
+    assert results["retain"].selectivity_ratio < 1 / 1.2
 
 
 def test_row_space_without_moments_is_a_user_error(world, capsys):

@@ -249,3 +249,56 @@ def test_cache_size_formula_matches_the_files(world, arch, groups):
         assert len(files) == 1 + groups
         assert expected <= real <= expected + 4096 * len(files), (split, real, expected)
     assert caps.models[0]["forget"].last_token.shape == (len(splits["forget"]), layers + 1, dim)
+
+
+def test_projected_energy_counts_real_tokens_only():
+    """Σ‖Vᵀx‖² and Σ‖x‖² per group against numpy on the real tokens; padding holds huge values
+    that would dominate both sums if counted."""
+    from brittle.capture.accumulators import ProjectedEnergy
+
+    rng = np.random.default_rng(0)
+    v = [np.linalg.qr(rng.normal(size=(10, k)))[0] for k in (1, 3)]
+    acc = ProjectedEnergy([torch.tensor(b) for b in v], "test")
+    want_in, want_tot = np.zeros((2, 2)), np.zeros((2, 2))
+    for group in range(2):
+        for _ in range(3):
+            x = rng.normal(size=(4, 6, 10))
+            mask = rng.random((4, 6)) < 0.6
+            x[~mask] = 1e6
+            acc.start_batch(torch.tensor(mask))
+            for j in range(2):
+                acc.module_input(j, torch.tensor(x, dtype=torch.float32))
+                real = x[mask]
+                want_in[group, j] += (np.linalg.norm(real @ v[j], axis=1) ** 2).sum()
+                want_tot[group, j] += (real ** 2).sum()
+        acc.end_group()
+    inside, total = acc.result()
+    np.testing.assert_allclose(inside, want_in, rtol=1e-5)
+    np.testing.assert_allclose(total, want_tot, rtol=1e-5)
+
+
+def test_input_energies_equal_the_cached_moments_group_by_group(world):
+    """The projection pass and the cache are two routes to tr(VᵀM_gV) and tr(M_g) for the MLP
+    input of each text group g: they agree group by group, with padding (batch 4) in both."""
+    from brittle.capture import input_energies
+    from brittle.metrics.distributions import subspace_energy
+    from brittle.models import mlp_input_linears
+
+    tmp, forget, retain, pairs = world
+    a, b = pairs["llama"]
+    splits = _splits(forget, retain)
+    cfg = CaptureConfig(device="cpu", batch_size=4, moment_groups=3)
+    caps = ensure_captures([ModelSpec(str(a)), ModelSpec(str(b))], splits, cfg, tmp / "cache-energy", progress=False)
+    modules = [name for block, name, _ in mlp_input_linears(make_tiny_model("llama")) if block in (0, 2)][::2]
+    basis = torch.linalg.qr(torch.randn(32, 2, generator=torch.Generator().manual_seed(0)))[0]
+    found = input_energies([ModelSpec(str(a)), ModelSpec(str(b))], splits, {q: basis for q in modules}, cfg,
+                           progress=False)
+    for i in range(2):
+        for split in splits:
+            sq = caps.models[i][split].moments("mlp")["sq"]
+            inside, total = found[i][split]
+            assert inside.shape == (3, 2)
+            for j, slot in enumerate((0, 2)):
+                want_in, want_tot = subspace_energy(sq[:, slot].numpy(), basis.numpy())
+                np.testing.assert_allclose(inside[:, j], want_in, rtol=1e-4)
+                np.testing.assert_allclose(total[:, j], want_tot, rtol=1e-4)

@@ -53,3 +53,28 @@ def test_mlp_input_linears(model):
     expected = {f"{path}.{i}.{sub}" for i in range(3) for sub in EXPECTED[arch][1]}
     assert {name for _, name, _ in found} == expected
     assert all(name.startswith(f"{path}.{layer}.") for layer, name, _ in found)
+
+
+OUTPUT_PROJECTION = {"gpt_neox": "mlp.dense_4h_to_h", "llama": "mlp.down_proj", "gpt2": "mlp.c_proj"}
+
+
+def test_mlp_output_linears(model):
+    from brittle.models import mlp_output_linears
+
+    arch, net = model
+    path, _ = find_layer_list(net)
+    found = mlp_output_linears(net)
+    assert [(block, name) for block, name, _ in found] == [(i, f"{path}.{i}.{OUTPUT_PROJECTION[arch]}") for i in range(3)]
+
+
+def test_model_skeleton_has_the_loaded_models_modules_and_no_weights(model, tmp_path):
+    """Step 11 finds modules on the skeleton and hooks them by name on the loaded model."""
+    from brittle.models import load_model, model_skeleton
+    from tests.tiny_models import save_tiny
+
+    arch, net = model
+    save_tiny(net, tmp_path / arch)
+    skeleton, loaded = model_skeleton(str(tmp_path / arch)), load_model(str(tmp_path / arch))
+    shapes = {name: p.shape for name, p in loaded.named_parameters()}
+    assert {name: p.shape for name, p in skeleton.named_parameters()} == shapes
+    assert {p.device.type for p in skeleton.parameters()} == {"meta"}

@@ -228,6 +228,27 @@ def test_signature_readers_match_hand_computation(tree):
                                 "nullspace_frac_out": 0.3})
 
 
+def test_row_space_reader_pools_input_and_output_matrices(tmp_path):
+    """An update confined to the MLP output projections (RMU) gets a number: unchanged input
+    matrices (w = 0, NaN fractions) drop out, the output rows pool by w = dW_fro², and the chance
+    level is the same weighted mean of k/d_in."""
+    from brittle.report_numbers import row_space_selectivity
+
+    nan = float("nan")
+    rows = pd.DataFrame({
+        "mlp_role": ["input", "output", "output", "output"], "activations_of": ["a", "a", "a", "b"],
+        "dW_fro": [0.0, 1.0, 2.0, 2.0], "random_baseline": [0.0, 16 / 512, 8 / 512, 8 / 512],
+        "fraction_forget": [nan, 0.2, 0.1, 0.9], "fraction_retain": [nan, 0.1, 0.1, 0.1]})
+    rows.to_csv(tmp_path / "rs.csv", index=False)
+    got = row_space_selectivity(tmp_path / "rs.csv", "x")
+    forget, retain = (1 * 0.2 + 4 * 0.1) / 5, (1 * 0.1 + 4 * 0.1) / 5
+    assert got["rowspace_frac_forget"] == pytest.approx(forget)
+    assert got["rowspace_selectivity"] == pytest.approx(forget / retain)
+    assert got["rowspace_frac_random"] == pytest.approx((16 / 512 + 4 * 8 / 512) / 5)
+    rows.assign(dW_fro=0.0).to_csv(tmp_path / "rs.csv", index=False)   # nothing changed: NaN, not 0/0 noise
+    assert all(np.isnan(v) for v in row_space_selectivity(tmp_path / "rs.csv", "x").values())
+
+
 def test_missing_column_is_an_error_not_a_missing_step(tree, capsys):
     import report
 

@@ -2,14 +2,16 @@
 
 :class:`ModelAccumulator` reduces one model's states on one split to per-text norm sums, each
 text's last-token state, and per-group moments; :class:`PairAccumulator` reduces the difference
-of two models' states on the same batch. Padding is masked out of everything (right padding:
-only positions with mask 1 count), and a non-finite state is an error, never a statistic.
+of two models' states on the same batch; :class:`ProjectedEnergy` reduces module inputs too wide
+for moments to their energy on given subspaces. Padding is masked out of everything (right
+padding: only positions with mask 1 count), and a non-finite state is an error, never a statistic.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from brittle.errors import require_finite
@@ -112,3 +114,52 @@ class PairAccumulator:
         require_finite(diff[mask.bool()], f"difference of the two models' hidden state {index}")
         self.l1[self.idx, index] = (diff.abs().sum(-1) * mask).sum(1).double().cpu()
         self.l2[self.idx, index] = (diff.norm(dim=-1) * mask).sum(1).double().cpu()
+
+
+class ProjectedEnergy:
+    """Per text group, each hooked module input's energy on a subspace and in all: Σ‖Vⱼᵀx‖² and
+    Σ‖x‖² over the real tokens x (width n) of module j, for one orthonormal basis Vⱼ (n, k) per module.
+
+    These are tr(VᵀMV) and tr(M) of :func:`brittle.metrics.distributions.subspace_energy` without
+    M = Σxxᵀ itself: for an input too wide for second moments (an MLP output projection reads
+    d_ff = 16384 at the 6.9B layout, 1 GB per M) memory stays n·k per module. Per-token squares are
+    summed in float32 on the model's device, the sums over tokens in float64.
+    """
+
+    def __init__(self, bases: list[torch.Tensor], label: str, names: list[str] | None = None):
+        self.bases = [b.float() for b in bases]
+        self.label, self.names = label, names or [f"module {j}" for j in range(len(bases))]
+        self.inside: list[torch.Tensor] = []      # one (M,) float64 per finished group
+        self.total: list[torch.Tensor] = []
+        self._new_group()
+
+    def _new_group(self):
+        self._inside = torch.zeros(len(self.bases), dtype=torch.float64)
+        self._total = torch.zeros(len(self.bases), dtype=torch.float64)
+
+    def start_batch(self, mask: torch.Tensor):
+        self.mask = mask.bool()
+        self._masks: dict[torch.device, torch.Tensor] = {}
+
+    def module_input(self, j: int, x: torch.Tensor):
+        if x.device not in self._masks:
+            self._masks[x.device] = self.mask.to(x.device)
+        mask = self._masks[x.device]
+        if self.bases[j].device != x.device:      # moved once: with --device-map the blocks sit on several GPUs
+            self.bases[j] = self.bases[j].to(x.device)
+        xf = x.float()
+        total = xf.square().sum(-1)[mask]                         # (real tokens,): padding never counts
+        require_finite(total, f"the input of {self.names[j]} of {self.label}",
+                       "the model overflows on these texts (try --dtype float32) or its weights are broken")
+        inside = (xf @ self.bases[j]).square().sum(-1)[mask]
+        self._inside[j] += inside.double().sum().cpu()
+        self._total[j] += total.double().sum().cpu()
+
+    def end_group(self):
+        self.inside.append(self._inside)
+        self.total.append(self._total)
+        self._new_group()
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(inside, total)``, each (groups, modules) float64."""
+        return torch.stack(self.inside).numpy(), torch.stack(self.total).numpy()

@@ -6,6 +6,10 @@ differences never need per-token storage. The same pass fills both models' own c
 a second comparison against the same base re-runs only what is missing. Both models must fit in
 memory together (two 6.9B models in bf16 take 28 GB on a GPU; ``--device-map auto`` spreads them).
 The LM head never runs: the decoder is called directly and its states are taken by hooks.
+
+:func:`input_energies` is the other pass, for what the cache cannot hold: the energy of a wide
+module input (an MLP output projection's, width d_ff) on a given subspace, batched and grouped
+exactly as the cache is.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
-from brittle.capture.accumulators import ModelAccumulator, PairAccumulator
+from brittle.capture.accumulators import ModelAccumulator, PairAccumulator, ProjectedEnergy
 from brittle.capture.cache import (
     CACHE_VERSION,
     CaptureConfig,
@@ -30,10 +35,10 @@ from brittle.capture.cache import (
     model_key,
     publish,
 )
-from brittle.capture.hooks import mlp_input_hooks, mlp_slots, n_hidden_states, residual_hooks
+from brittle.capture.hooks import input_hooks, mlp_input_hooks, mlp_slots, n_hidden_states, residual_hooks
 from brittle.errors import UserError
 from brittle.io import json_digest, make_folder, model_slug, sweep_stale_temporaries, temp_path, write_json
-from brittle.models import decoder_module, load_model, load_tokenizer
+from brittle.models import decoder_module, io_features, load_model, load_tokenizer
 from brittle.padding import pad_id, right_pad
 
 
@@ -59,17 +64,47 @@ def batches(token_ids: list[list[int]], groups: int, batch_size: int) -> Iterato
             yield g, chunk, j == len(chunks) - 1
 
 
+def common_token_ids(specs: list[ModelSpec], tokenizers: list, texts: list[str], max_length: int) -> list[list[int]]:
+    """The texts' token ids by the first model's tokenizer; a UserError unless every other model's
+    tokenizer gives the same ids (one input for every model, so differences are the models')."""
+    token_ids = tokenize_texts(tokenizers[0], texts, max_length)
+    for tok, spec in zip(tokenizers[1:], specs[1:]):
+        if tokenize_texts(tok, texts, max_length) != token_ids:
+            raise UserError(f"{specs[0].model} and {spec.model} tokenize the texts differently; "
+                            "activation comparisons need one tokenizer")
+    return token_ids
+
+
+def padded_batches(token_ids: list[list[int]], pad: int, cfg: CaptureConfig, desc: str,
+                   progress: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]]:
+    """Yield ``(text indices (B,), ids (B, T), mask (B, T), last batch of its group)`` over
+    :func:`batches` with ``cfg.moment_groups`` groups (at least one) and ``cfg.batch_size``, right
+    padded (``brittle.padding``): every pass over texts batches and groups them the same way."""
+    from tqdm.auto import tqdm
+
+    todo = list(batches(token_ids, cfg.moment_groups or 1, cfg.batch_size))
+    for _group, chunk, group_done in tqdm(todo, desc=desc, disable=not progress, leave=False):
+        ids, mask = right_pad([token_ids[i] for i in chunk], pad)
+        yield torch.tensor(chunk), ids, mask, group_done
+
+
 def _input_device(model: nn.Module, device: torch.device) -> torch.device:
     emb = model.get_input_embeddings()
     return emb.weight.device if emb is not None else device
 
 
+def run_decoder(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, device: torch.device) -> int:
+    """Run the decoder (no LM head: hooks take what a pass needs) on one batch, its inputs on the
+    device of the embeddings (with ``--device-map`` that is not ``device``); returns the tokens run."""
+    dev = _input_device(model, device)
+    decoder_module(model)(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+    return ids.numel()
+
+
 def _dims(model: nn.Module) -> tuple[int, int, int, int]:
     """(hidden states L+1, hidden width, MLP slots, MLP input width)."""
     slots = mlp_slots(model)
-    mod = slots[0][2]
-    mlp_dim = mod.weight.shape[0] if type(mod).__name__ == "Conv1D" else mod.weight.shape[1]
-    return n_hidden_states(model), model.config.hidden_size, len(slots), mlp_dim
+    return n_hidden_states(model), model.config.hidden_size, len(slots), io_features(slots[0][2])[0]
 
 
 def ensure_captures(specs: list[ModelSpec], splits: dict[str, list[str]], cfg: CaptureConfig,
@@ -115,13 +150,7 @@ def _temp_folder(final: Path) -> Path:
 
 def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_dir, device, progress) -> int:
     """One pass over ``texts`` with every model in lockstep; writes the missing cache entries."""
-    from tqdm.auto import tqdm
-
-    token_ids = tokenize_texts(tokenizers[0], texts, cfg.max_length)
-    for tok, spec in zip(tokenizers[1:], specs[1:]):
-        if tokenize_texts(tok, texts, cfg.max_length) != token_ids:
-            raise UserError(f"{specs[0].model} and {spec.model} tokenize the texts differently; "
-                            "activation comparisons need one tokenizer")
+    token_ids = common_token_ids(specs, tokenizers, texts, cfg.max_length)
     dims = [_dims(m) for m in models]
     if len(set(d[:2] for d in dims)) != 1:
         raise UserError(f"models have different depths or widths: {[d[:2] for d in dims]}")
@@ -141,19 +170,14 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
             if accs[i] is not None:
                 hooks.append(mlp_input_hooks(model, accs[i].mlp_input))
         run = [i for i in range(len(models)) if accs[i] is not None or pair_acc is not None]
-        pad = pad_id(tokenizers[0])
-        todo = list(batches(token_ids, cfg.moment_groups or 1, cfg.batch_size))
         with torch.no_grad():
-            for _group, chunk, group_done in tqdm(todo, desc=f"capture {split}", disable=not progress, leave=False):
-                ids, mask = right_pad([token_ids[i] for i in chunk], pad)
-                idx = torch.tensor(chunk)
+            for idx, ids, mask, group_done in padded_batches(token_ids, pad_id(tokenizers[0]), cfg,
+                                                             f"capture {split}", progress):
                 for acc in [*accs, pair_acc]:
                     if acc is not None:
                         acc.start_batch(idx, mask)
                 for i in run:
-                    dev = _input_device(models[i], device)
-                    decoder_module(models[i])(input_ids=ids.to(dev), attention_mask=mask.to(dev))
-                    n_forward += ids.numel()
+                    n_forward += run_decoder(models[i], ids, mask, device)
                 if group_done and cfg.moment_groups > 0:
                     for acc in accs:
                         if acc is not None:
@@ -199,3 +223,42 @@ def _sink(i: int, acc: ModelAccumulator | None, pair_acc: PairAccumulator | None
         if pair_acc is not None:
             (pair_acc.from_a if i == 0 else pair_acc.from_b)(index, tensor)
     return sink
+
+
+def input_energies(specs: list[ModelSpec], splits: dict[str, list[str]], bases: dict[str, torch.Tensor],
+                   cfg: CaptureConfig, progress: bool = True) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per model and split, each named module's input energy on its basis and in all, per text group:
+    ``[{split: (inside (G, M), total (G, M))} per spec]``, float64, modules in the order of ``bases``
+    (``{qualified module name: orthonormal basis (n, k)}``, n the module's input width).
+
+    For inputs too wide for the cache's second moments (:class:`ProjectedEnergy`). Groups and
+    batches are the cache's (:func:`padded_batches`), so group g here is group g of the moments;
+    the token ids are the first model's, checked against every other tokenizer. Models run one at a
+    time, each once per split, and are freed before the next loads.
+    """
+    device, dtype = cfg.resolved()
+    tokenizers = [load_tokenizer(m.model, m.revision, cfg.trust_remote_code) for m in specs]
+    ids = {s: common_token_ids(specs, tokenizers, texts, cfg.max_length) for s, texts in splits.items()}
+    pad, names = pad_id(tokenizers[0]), list(bases)
+    out = []
+    for spec in specs:
+        model = load_model(spec.model, dtype=dtype, device=device, revision=spec.revision,
+                           trust_remote_code=cfg.trust_remote_code, device_map=cfg.device_map)
+        modules = []
+        try:
+            modules = [model.get_submodule(name) for name in names]
+            found = {}
+            for split, token_ids in ids.items():
+                acc = ProjectedEnergy(list(bases.values()), f"{spec.model} on {split} texts", names)
+                with input_hooks(modules, acc.module_input), torch.no_grad():
+                    for _, batch, mask, group_done in padded_batches(token_ids, pad, cfg, f"project {split}",
+                                                                     progress):
+                        acc.start_batch(mask)
+                        run_decoder(model, batch, mask, device)
+                        if group_done:
+                            acc.end_group()
+                found[split] = acc.result()
+            out.append(found)
+        finally:
+            del model, modules    # the submodules would keep the weights alive while the next model loads
+    return out

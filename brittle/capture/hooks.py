@@ -1,5 +1,5 @@
 """The one hook vocabulary of the project: read or change the residual stream at a hidden-state
-index, read an MLP's input, change a module's output.
+index, read an MLP's (or any module's) input, change a module's output.
 
 **Numbering** (transformers' ``output_hidden_states``): with L blocks there are L + 1 hidden
 states. Index 0 is the input of block 0 (the embeddings), index i (1 ≤ i ≤ L) the output of block
@@ -144,19 +144,26 @@ def mlp_slots(model: nn.Module) -> list[tuple[int, list[str], nn.Module]]:
     return [(b, [n for n, _ in by_block[b]], by_block[b][0][1]) for b in sorted(by_block)]
 
 
-def mlp_input_hooks(model: nn.Module, sink: Callable[[int, torch.Tensor], None]) -> _Handles:
-    """Call ``sink(slot, tensor)`` with the input (B, T, d_in) of each block's MLP on every forward
-    pass; ``slot`` indexes :func:`mlp_slots`. Use as ``with mlp_input_hooks(...):``."""
+def input_hooks(modules: Sequence[nn.Module], sink: Callable[[int, torch.Tensor], None]) -> _Handles:
+    """Call ``sink(j, tensor)`` with the (first) input of ``modules[j]`` on every forward pass (a
+    forward pre-hook: the tensor the module reads, e.g. (B, T, d_ff) for an MLP output projection).
+    Use as ``with input_hooks(...):``."""
     handles = _Handles()
     try:
-        for slot, (_, _, mod) in enumerate(mlp_slots(model)):
+        for j, mod in enumerate(modules):
             handles.handles.append(mod.register_forward_pre_hook(
-                lambda _m, args, kwargs, slot=slot: sink(slot, args[0] if args else next(iter(kwargs.values()))),
+                lambda _m, args, kwargs, j=j: sink(j, args[0] if args else next(iter(kwargs.values()))),
                 with_kwargs=True))
     except BaseException:
         handles.close()
         raise
     return handles
+
+
+def mlp_input_hooks(model: nn.Module, sink: Callable[[int, torch.Tensor], None]) -> _Handles:
+    """Call ``sink(slot, tensor)`` with the input (B, T, d_in) of each block's MLP on every forward
+    pass; ``slot`` indexes :func:`mlp_slots`. Use as ``with mlp_input_hooks(...):``."""
+    return input_hooks([mod for _, _, mod in mlp_slots(model)], sink)
 
 
 def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:

@@ -235,20 +235,35 @@ def column_null_split(dw: torch.Tensor, sub: EnergySubspace) -> dict[str, float]
 def top_right_singular_vectors(dw: torch.Tensor, k: int) -> tuple[np.ndarray, int, float]:
     """``(V (d_in, k'), numerical rank, share of ‖ΔW‖_F² in the k' directions)`` for ΔW (d_out, d_in).
 
-    V are the top right singular vectors (the row space ΔW reads from), from the eigenvectors of
-    ΔWᵀΔW in float64. k' = min(k, numerical rank): beyond the rank, singular vectors are arbitrary.
-    The numerical rank counts eigenvalues σ² of ΔWᵀΔW above σ₁² · d_in · ε_float32. A zero ΔW gives
-    k' = 0 and a NaN share.
+    V are the top right singular vectors (the row space ΔW reads from), float64 with orthonormal
+    columns; k' = min(k, numerical rank): beyond the rank, singular vectors are arbitrary. A zero ΔW
+    gives k' = 0 and a NaN share.
+
+    Numerical rank: the count of σ_i > σ₁ · max(d_out, d_in) · ε_float32, the rule of
+    ``numpy.linalg.matrix_rank`` for a float32 matrix (ΔW is float32, so smaller σ are rounding).
+    Thresholding the eigenvalues σ² of the Gram matrix by the same factor would instead demand
+    σ_i > σ₁·√(max·ε) (2e-3·σ₁ at width 32) and drop small but real directions.
+
+    The σ and vectors come from the eigendecomposition of the *smaller* Gram matrix in float64
+    (ΔWᵀΔW for a tall ΔW; ΔWΔWᵀ for a wide one, with V = ΔWᵀU/σ), so memory and time go with
+    min(d_out, d_in)²: for an MLP output projection at the 6.9B layout (4096 × 16384) that is a
+    4096² Gram (128 MB) instead of 16384² (2 GB). Float64 resolves σ down to about
+    σ₁·√(ε_float64·min) (6e-7·σ₁ at 4096), far below the float32 tolerance above; V = ΔWᵀU/σ
+    loses about ε_float64·σ₁/σ_i of orthonormality, nothing for the σ kept.
     """
-    gram = dw.double().T @ dw.double()
-    eigvals, eigvecs = torch.linalg.eigh(gram)  # ascending; eigenvalues are σ², vectors are V
-    eigvals, eigvecs = eigvals.flip(0).clamp_min(0), eigvecs.flip(1)
-    total = float(eigvals.sum())
+    d_out, d_in = dw.shape
+    a = dw.double()
+    tall = d_out >= d_in
+    eigvals, eigvecs = torch.linalg.eigh(a.T @ a if tall else a @ a.T)  # ascending; eigenvalues are σ²
+    sigma = eigvals.flip(0).clamp_min(0).sqrt()
+    eigvecs = eigvecs.flip(1)
+    total = float((sigma ** 2).sum())
     if total == 0.0:
-        return np.zeros((dw.shape[1], 0)), 0, float("nan")
-    rank = int((eigvals > eigvals[0] * dw.shape[1] * torch.finfo(torch.float32).eps).sum())
+        return np.zeros((d_in, 0)), 0, float("nan")
+    rank = int((sigma > sigma[0] * max(d_out, d_in) * torch.finfo(torch.float32).eps).sum())
     kk = min(k, rank)
-    return eigvecs[:, :kk].numpy(), rank, float(eigvals[:kk].sum()) / total
+    v = eigvecs[:, :kk] if tall else (a.T @ eigvecs[:, :kk]) / sigma[:kk]
+    return v.numpy(), rank, float((sigma[:kk] ** 2).sum()) / total
 
 
 __all__ = [

@@ -114,7 +114,9 @@ def covariance(metrics: pd.DataFrame, comparison: pd.DataFrame, label_a: str, la
 
 
 def row_space(results: pd.DataFrame):
-    """Energy fraction of MLP inputs on ΔW's top-k row space (forget vs retain) and selectivity."""
+    """Energy fraction of each MLP matrix's inputs on ΔW's top-k row space (forget vs retain) and
+    selectivity; one random k/d_in line per input width (d for the input matrices, d_ff for the
+    output projections)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     frame = results[results["activations_of"] == "a"]
     for module, part in frame.groupby("module_kind"):
@@ -123,13 +125,13 @@ def row_space(results: pd.DataFrame):
             _band(axes[0], part["block"], part, f"fraction_{split}", linestyle=SPLIT_STYLE[split], marker="o",
                   ms=3, label=f"{module} / {split}")
         _band(axes[1], part["block"], part, "selectivity_ratio", marker="o", ms=3, label=module)
-    for baseline in frame["random_baseline"].unique()[:1]:
-        axes[0].axhline(baseline, color="grey", linestyle=":", label="random k/d")
-    axes[0].set(xlabel="block (its MLP input matrices)", ylabel="fraction of input energy on top-k row space of ΔW",
+    for role, part in frame[frame["k"] > 0].groupby("mlp_role"):
+        axes[0].axhline(part["random_baseline"].median(), color="grey", linestyle=":", label=f"random k/d ({role})")
+    axes[0].set(xlabel="block", ylabel="fraction of input energy on top-k row space of ΔW",
                 title="row-space projection (model A activations)")
     axes[0].legend(fontsize=7)
     axes[1].axhline(1.0, color="black", lw=0.5)
-    axes[1].set(xlabel="block (its MLP input matrices)", ylabel="fraction(forget) / fraction(retain)", title="selectivity")
+    axes[1].set(xlabel="block", ylabel="fraction(forget) / fraction(retain)", title="selectivity")
     axes[1].legend(fontsize=7)
     return fig
 
