@@ -188,27 +188,42 @@ def cloze_accuracy(model, tokenizer, questions: Sequence[dict], **kwargs) -> flo
 
 
 @torch.no_grad()
+def per_text_nll(model, token_ids: Sequence[Sequence[int]], pad: int, batch_size: int = 8, device=None,
+                 progress: bool = False, desc: str = "nll") -> tuple[np.ndarray, np.ndarray]:
+    """Per text: ``(summed next-token NLL in nats, predicted tokens)``, two (n,) arrays.
+
+    Every token after a text's first is predicted (a text of k tokens predicts k − 1); padding is
+    masked out. Texts are batched longest first, so batches carry little padding; the result is in
+    the order of ``token_ids``.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device is not None else _device_of(model)
+    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    sums, counts = np.zeros(len(token_ids)), np.zeros(len(token_ids), dtype=np.int64)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        chunk = order[start:start + batch_size]
+        ids, mask = right_pad([token_ids[i] for i in chunk], pad)
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        keep = mask[:, 1:].bool()
+        sums[chunk] = (nll * keep).double().sum(1).cpu().numpy()
+        counts[chunk] = keep.sum(1).cpu().numpy()
+    return sums, counts
+
+
 def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 8,
              progress: bool = False, device=None) -> tuple[float, int]:
     """``(total NLL in nats, number of predicted tokens)`` over ``texts``.
 
     Each text is truncated to ``max_length`` tokens; every token after the first is predicted;
-    padding is masked out of both sums.
+    padding is masked out of both sums (:func:`per_text_nll`).
     """
-    from tqdm.auto import tqdm
-
-    device = torch.device(device) if device is not None else _device_of(model)
     texts = [t for t in texts if t.strip()]
-    total, count = 0.0, 0
-    for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress):
-        ids, mask = right_pad([tokenizer(t)["input_ids"][:max_length] for t in texts[start:start + batch_size]],
-                              pad_id(tokenizer))
-        ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        keep = mask[:, 1:].bool()
-        total += float(nll[keep].double().sum())
-        count += int(keep.sum())
+    ids = [tokenizer(t)["input_ids"][:max_length] for t in texts]
+    sums, counts = per_text_nll(model, ids, pad_id(tokenizer), batch_size, device, progress, desc="perplexity")
+    total, count = float(sums.sum()), int(counts.sum())
     require_finite(total, "the retain log-likelihood", "the model overflows (try --dtype float32)")
     return total, count
 

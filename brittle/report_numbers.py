@@ -238,6 +238,37 @@ def lipschitz_change(path: Path, model: str) -> dict:
             "lipschitz_change_retain": float(_one_row(df, path, split="retain")["ratio_b_over_a"])}
 
 
+@reads("mode_connectivity", "connectivity_summary.csv",
+       Number("lmc_barrier_forget", "LMC barrier forget", signature=True),
+       Number("lmc_barrier_retain", "LMC barrier retain"), Number("lmc_l2_distance", "‖θ_b − θ_a‖"))
+def mode_connectivity(path: Path, model: str) -> dict:
+    """lmc_barrier_forget / _retain: the loss barrier (nats per token) on the straight weight-space
+    path from the base to this model, max over α of L(α) − ((1−α)L(0) + αL(1)), on forget and on
+    retain text; 0 = no ridge: the model stays in the base's basin (Siddiqui et al. 2025 found
+    that easier to relearn from). The retain barrier of the same path is its control.
+    lmc_l2_distance: ‖θ_b − θ_a‖₂ over all parameters.
+    """
+    df = read_table(path, ["split", "barrier", "l2_distance"])
+    forget, retain = _one_row(df, path, split="forget"), _one_row(df, path, split="retain")
+    return {"lmc_barrier_forget": float(forget["barrier"]), "lmc_barrier_retain": float(retain["barrier"]),
+            "lmc_l2_distance": float(forget["l2_distance"])}
+
+
+@reads("representation_similarity", "representation_similarity_summary.csv",
+       Number("cka_min_forget", "min CKA forget", signature=True),
+       Number("cka_null_forget", "CKA permutation null", baseline=True), Number("cka_min_retain", "min CKA retain"))
+def representation_similarity(path: Path, model: str) -> dict:
+    """cka_min_forget / _retain: the lowest linear CKA over hidden states between the base's and
+    this model's hidden states on the same forget (retain) tokens; 1 = the same representation up
+    to rotation and scale (the knowledge's geometry kept), the retain value is its control.
+    cka_null_forget: max_cka_null of the forget row, the largest CKA a random token pairing gives.
+    """
+    df = read_table(path, ["split", "min_cka", "max_cka_null"])
+    forget, retain = _one_row(df, path, split="forget"), _one_row(df, path, split="retain")
+    return {"cka_min_forget": float(forget["min_cka"]), "cka_null_forget": float(forget["max_cka_null"]),
+            "cka_min_retain": float(retain["min_cka"])}
+
+
 @reads("linear_probes", "probe_results.csv", Number("probe_auc_max", "probe AUC (max)", signature=True),
        Number("probe_lexical_auc", "words-only AUC", baseline=True),
        Number("probe_best_hidden_state", "probe best hidden state"), Number("probe_auc_mean", "probe AUC (mean)"),

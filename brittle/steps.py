@@ -345,6 +345,40 @@ STEPS: tuple[Step, ...] = (
                  Column("ci_low", "lower end of the paired 95 % interval of the ratio"),
                  Column("ci_high", "upper end of the paired 95 % interval of the ratio"))),
              File("lipschitz.png", PNG))),
+    Step("mode_connectivity", "mode_connectivity_analysis.py", COMPARISON,
+         "is there a loss ridge on the straight line from A to B, and how far apart are they in weight space?",
+         device=True, code="brittle/metrics/connectivity.py, brittle/mode_connectivity.py, brittle/evaluation.py",
+         test="tests/test_mode_connectivity.py", files=(
+             File("connectivity_curve.csv", "one row per (point of the path θ(α) = (1−α)θ_a + αθ_b, split)", (
+                 Column("alpha", "position on the path: 0 = model A, 1 = model B"), SPLIT,
+                 *ci("loss", "mean next-token NLL per predicted token (nats) of θ(α), pooled over the split's texts"),
+                 Column("excess_over_chord", "loss − ((1−α)·loss at 0 + α·loss at 1): the rise above the chord"))),
+             File("connectivity_summary.csv", "one row per split", (
+                 SPLIT,
+                 *ci("barrier", "max over α of excess_over_chord: 0 = no ridge between A and B (linearly connected)"),
+                 Column("barrier_alpha", "α where the barrier is reached"),
+                 Column("loss_a", "loss of model A (α = 0)"), Column("loss_b", "loss of model B (α = 1)"),
+                 Column("l2_distance", "‖θ_b − θ_a‖₂ over all parameters (the same on both rows)"),
+                 Column("l2_distance_rel", "l2_distance / ‖θ_a‖₂"),
+                 Column("n_texts", "texts of the split"), Column("n_tokens", "predicted tokens of the split"))),
+             File("connectivity.png", PNG))),
+    Step("representation_similarity", "representation_similarity_analysis.py", COMPARISON,
+         "how alike are A's and B's hidden states on the same tokens, on forget and on retain text (linear CKA)?",
+         device=True, code="brittle/metrics/cka.py, brittle/capture/", test="tests/test_representation_similarity.py",
+         files=(
+             File("representation_similarity.csv", "one row per (hidden state, split); all non-pad tokens", (
+                 HIDDEN_STATE, SPLIT, Column("n_tokens", "non-pad tokens of the split"),
+                 *ci("cka", "linear CKA of A's and B's centred states on the same tokens (1: the same up to "
+                            "rotation and scale); interval: text groups resampled"),
+                 Column("cka_null", "expected CKA with the token pairing randomly permuted: the chance floor"))),
+             File("representation_similarity_summary.csv", "one row per split: over hidden states", (
+                 SPLIT, *ci("min_cka", "lowest CKA over hidden states (interval: minimum within each replicate)"),
+                 Column("min_cka_hidden_state", "hidden state of the lowest CKA"),
+                 Column("mean_cka", "mean CKA over hidden states"),
+                 Column("max_cka_null", "largest permutation null over hidden states"),
+                 Column("n_groups", "text groups (--moment-groups) the interval resamples"),
+                 Column("n_tokens", "non-pad tokens of the split"))),
+             File("representation_similarity.png", PNG))),
     Step("linear_probes", "linear_probe_analysis.py", MODEL,
          "where is the forget/retain distinction linearly readable in one model?", number="13", device=True,
          code="brittle/probes.py", test="tests/test_activation_steps.py", files=(
@@ -454,7 +488,8 @@ STEPS: tuple[Step, ...] = (
     Step("report", "report.py", ROOT, "each model's mechanistic signature beside how fast it broke",
          code="brittle/report.py, brittle/report_numbers.py", test="tests/test_report.py",
          reads=("param_stats", "mlp_attn_analysis", "null_space_analysis", "mlp_nullspace", "activation_stats",
-                "row_space_projection", "lipschitzness", "linear_probes", "layerwise_forgetting", "evaluation",
+                "row_space_projection", "lipschitzness", "mode_connectivity", "representation_similarity",
+                "linear_probes", "layerwise_forgetting", "evaluation",
                 "relearning"), files=(
              File("report.md", "the report"),
              File("report_table.csv", "one row per model, one column per report number (see report_numbers.py)"),

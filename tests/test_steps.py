@@ -87,12 +87,14 @@ def mini_world(tmp_path_factory):
     import linear_probe_analysis
     import local_lipschitzness_analysis
     import mlp_nullspace_alignment
+    import mode_connectivity_analysis
     import null_space_analysis
     import plot_activation_norms
     import plot_param_stats
     import pretrain
     import relearn
     import report
+    import representation_similarity_analysis
     import row_space_projection_analysis
     import unlearn
 
@@ -121,7 +123,7 @@ def mini_world(tmp_path_factory):
                    mlp_nullspace_alignment):
         assert script.main(pair) == 0, script.__name__
     for script in (collect_activation_norms, activation_separation_analysis, activation_covariance_analysis,
-                   row_space_projection_analysis):
+                   row_space_projection_analysis, representation_similarity_analysis, mode_connectivity_analysis):
         assert script.main([*pair, *dev]) == 0, script.__name__
     assert plot_activation_norms.main(pair) == 0
     assert local_lipschitzness_analysis.main([*pair, *dev, "--n-perturbations", "2"]) == 0

@@ -91,29 +91,59 @@ class ModelAccumulator:
 
 
 class PairAccumulator:
-    """Per-text sums of ‖h_b − h_a‖₁ and ‖h_b − h_a‖₂: model A's states of the current batch are
-    held until model B has produced the same hidden state."""
+    """Per-text sums of ‖h_b − h_a‖₁ and ‖h_b − h_a‖₂ and, when ``folder`` is given, per-group
+    cross-moments Σ h_a h_bᵀ (L+1, d, d): model A's states of the current batch are held until
+    model B has produced the same hidden state.
 
-    def __init__(self, n_texts: int, n_states: int):
+    The cross-moment is what linear CKA needs beyond each model's own moments (it pairs the two
+    models token by token, which no per-model statistic can); it is d × d, never the MLP width."""
+
+    def __init__(self, n_texts: int, n_states: int, dim: int | None = None, folder: Path | None = None):
         self.n_tokens = torch.zeros(n_texts, dtype=torch.int64)
         self.l1 = torch.zeros(n_texts, n_states, dtype=torch.float64)
         self.l2 = torch.zeros(n_texts, n_states, dtype=torch.float64)
         self.stash: dict[int, torch.Tensor] = {}
+        self.folder, self.dim, self.n_states = folder, dim, n_states
+        self.groups_written = 0
+        self._new_group()
+
+    def _new_group(self):
+        self.group_count = 0
+        self.cross: list[torch.Tensor | None] = [None] * self.n_states
 
     def start_batch(self, idx, mask):
         self.idx, self.mask = idx, mask.bool()
         self.n_tokens[idx] = self.mask.sum(1)
+        self.group_count += int(self.mask.sum())
         self.stash.clear()
 
     def from_a(self, index, h):
         self.stash[index] = h.detach()
 
     def from_b(self, index, h):
-        diff = h.float() - self.stash.pop(index).to(h.device).float()
+        a = self.stash.pop(index).to(h.device).float()
+        diff = h.float() - a
         mask = self.mask.to(h.device)
         require_finite(diff[mask.bool()], f"difference of the two models' hidden state {index}")
         self.l1[self.idx, index] = (diff.abs().sum(-1) * mask).sum(1).double().cpu()
         self.l2[self.idx, index] = (diff.norm(dim=-1) * mask).sum(1).double().cpu()
+        if self.folder is not None:
+            # float64 sums, as for the per-model second moments (brittle.moments.StreamingMoments).
+            xa, xb = a[mask.bool()].double(), h.float()[mask.bool()].double()
+            if self.cross[index] is None:
+                self.cross[index] = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=h.device)
+            self.cross[index] += xa.T @ xb
+
+    def end_group(self):
+        """Write ``cross_g<k>.pt``: the group's token count and Σ h_a h_bᵀ (L+1, d, d), stored in
+        float32 like the per-model second moments (``entry_bytes`` counts both)."""
+        if self.folder is None:
+            return
+        cross = torch.stack([c.cpu().float() if c is not None else torch.zeros(self.dim, self.dim)
+                             for c in self.cross])
+        torch.save({"count": self.group_count, "cross": cross}, self.folder / f"cross_g{self.groups_written}.pt")
+        self.groups_written += 1
+        self._new_group()
 
 
 class ProjectedEnergy:

@@ -9,8 +9,9 @@ One entry per (model, split) in ``<cache>/<model_slug>/<split>-<key>/``:
   Bootstrap intervals of covariance-derived numbers resample these groups (``--moment-groups``).
 - ``meta.json``: model, texts, shapes, module names, forward tokens and seconds.
 
-A pair entry ``<cache>/_pairs/<slug_a>__vs__<slug_b>/<split>-<key>/dh.pt`` holds per-text sums of
-‖h_b − h_a‖₁ and ‖h_b − h_a‖₂. The key hashes everything that changes the numbers: the model and
+A pair entry ``<cache>/_pairs/<slug_a>__vs__<slug_b>/<split>-<key>/`` holds ``dh.pt``, per-text sums
+of ‖h_b − h_a‖₁ and ‖h_b − h_a‖₂, and ``cross_g<k>.pt``, per text group the cross-moment
+Σ h_a h_bᵀ (L+1, d, d) of the two models' hidden states on the same tokens (linear CKA). The key hashes everything that changes the numbers: the model and
 its weights' fingerprint, the dtype, the length limit, the group count and the texts. Entries are
 written to a temporary folder and renamed into place, so a killed pass leaves no entry (and its
 temporary folder is swept by the next pass).
@@ -30,6 +31,9 @@ from brittle.errors import UserError
 from brittle.io import json_digest, weights_fingerprint
 
 CACHE_VERSION = 2
+# Layout of pair entries, part of their key: 2 added the cross-moments (cross_g<k>.pt). Bumping it
+# alone re-runs the pair pass without invalidating the per-model entries.
+PAIR_LAYOUT = 2
 SPLITS = ("forget", "retain")
 
 
@@ -70,6 +74,16 @@ def entry_bytes(n_texts: int, n_hidden_states: int, dim: int, n_mlp: int, mlp_di
     per_text = n_texts * 8 + 2 * n_texts * n_hidden_states * 8 + n_texts * n_hidden_states * dim * 4
     per_group = n_hidden_states * (dim * 8 + dim * dim * 4) + n_mlp * (mlp_dim * 8 + mlp_dim * mlp_dim * 4)
     return per_text + groups * per_group
+
+
+def pair_entry_bytes(n_texts: int, n_hidden_states: int, dim: int, groups: int) -> int:
+    """Bytes of the arrays in one pair entry (headers add 2-3 KB per file).
+
+    ``dh.pt``: n·8 (token counts) + 2·n·(L+1)·8 (difference norm sums, float64); each of the
+    ``groups`` cross-moment files: (L+1)·d²·4 (Σ h_a h_bᵀ in float32). Only the hidden width d
+    enters, never the MLP width. At the Pythia-6.9B layout (L = 32, d = 4096, 10 groups) that is
+    2.2 GB per group, 22 GB per split: half of one model entry."""
+    return n_texts * 8 + 2 * n_texts * n_hidden_states * 8 + groups * n_hidden_states * dim * dim * 4
 
 
 @dataclass
@@ -120,16 +134,19 @@ class ModelCapture:
         """(n_texts, L+1, d) float32: each text's last non-pad token state per hidden state."""
         return self.per_text["last_token"].numpy()
 
-    def moments(self, kind: str = "hidden") -> dict[str, torch.Tensor]:
+    def moments(self, kind: str = "hidden", index: int | None = None) -> dict[str, torch.Tensor]:
         """Group moments stacked over groups: ``count`` (G,), ``sum`` (G, K, d) float64,
-        ``sq`` (G, K, d, d) float64 (K = L+1 hidden states, or one slot per block's MLP)."""
+        ``sq`` (G, K, d, d) float64 (K = L+1 hidden states, or one slot per block's MLP).
+        ``index``: only that hidden state (or slot), ``sum`` (G, d) and ``sq`` (G, d, d); the files
+        are memory-mapped, so one layer of a large model is read without the others."""
         groups = self.meta["moment_groups_written"]
         if groups == 0:
             raise UserError(f"{self.path} was captured without moments (--moment-groups 0)")
-        parts = [torch.load(self.path / f"moments_g{g}.pt", weights_only=True)[kind] for g in range(groups)]
+        pick = (lambda t: t) if index is None else (lambda t: t[index])
+        parts = [torch.load(self.path / f"moments_g{g}.pt", weights_only=True, mmap=True)[kind] for g in range(groups)]
         return {"count": torch.tensor([p["count"] for p in parts], dtype=torch.float64),
-                "sum": torch.stack([p["sum"] for p in parts]).double(),
-                "sq": torch.stack([p["sq"] for p in parts]).double()}
+                "sum": torch.stack([pick(p["sum"]) for p in parts]).double(),
+                "sq": torch.stack([pick(p["sq"]) for p in parts]).double()}
 
 
 class PairCapture:
@@ -142,6 +159,17 @@ class PairCapture:
         self.n_tokens = data["n_tokens"].numpy()
         self.dh_l1 = data["dh_l1"].numpy()  # (n_texts, L+1) float64
         self.dh_l2 = data["dh_l2"].numpy()
+
+    def cross_moments(self, index: int | None = None) -> dict[str, torch.Tensor]:
+        """Per text group (the same groups as the model entries' moments): ``count`` (G,) tokens
+        and ``cross`` (G, L+1, d, d) float64, Σ h_a h_bᵀ; with ``index``, (G, d, d) of that hidden
+        state only (memory-mapped reads)."""
+        groups = self.meta.get("moment_groups_written", 0)
+        if groups == 0:
+            raise UserError(f"{self.path} was captured without cross-moments (--moment-groups 0)")
+        parts = [torch.load(self.path / f"cross_g{g}.pt", weights_only=True, mmap=True) for g in range(groups)]
+        return {"count": torch.tensor([p["count"] for p in parts], dtype=torch.float64),
+                "cross": torch.stack([p["cross"] if index is None else p["cross"][index] for p in parts]).double()}
 
 
 @dataclass

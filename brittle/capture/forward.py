@@ -1,10 +1,12 @@
 """The capture pass: one forward pass per (model, split), every model of a comparison in lockstep.
 
 Model A and model B run on the same batch one after the other; A's hidden states of the batch
-are held until B has produced the same index, then reduced to per-text sums of ‖h_b − h_a‖, so
-differences never need per-token storage. The same pass fills both models' own cache entries;
-a second comparison against the same base re-runs only what is missing. Both models must fit in
-memory together (two 6.9B models in bf16 take 28 GB on a GPU; ``--device-map auto`` spreads them).
+are held until B has produced the same index, then reduced to per-text sums of ‖h_b − h_a‖ and
+per-group cross-moments Σ h_a h_bᵀ, so differences never need per-token storage (the cross-moments
+hold (L+1)·d² float64 sums in memory during the pass, like each model's own second moments). The
+same pass fills both models' own cache entries; a second comparison against the same base re-runs
+only what is missing. Both models must fit in memory together (two 6.9B models in bf16 take 28 GB
+on a GPU; ``--device-map auto`` spreads them).
 The LM head never runs: the decoder is called directly and its states are taken by hooks.
 
 :func:`input_energies` is the other pass, for what the cache cannot hold: the energy of a wide
@@ -27,6 +29,7 @@ from torch import nn
 from brittle.capture.accumulators import ModelAccumulator, PairAccumulator, ProjectedEnergy
 from brittle.capture.cache import (
     CACHE_VERSION,
+    PAIR_LAYOUT,
     CaptureConfig,
     Captures,
     ModelCapture,
@@ -118,7 +121,7 @@ def ensure_captures(specs: list[ModelSpec], splits: dict[str, list[str]], cfg: C
     pair_dirs = {}
     if pair:
         pair_root = root / "_pairs" / f"{model_slug(specs[0].model)}__vs__{model_slug(specs[1].model)}"
-        pair_dirs = {s: pair_root / f"{s}-{json_digest([keys[0][s], keys[1][s]])}" for s in splits}
+        pair_dirs = {s: pair_root / f"{s}-{json_digest([keys[0][s], keys[1][s], PAIR_LAYOUT])}" for s in splits}
     todo = [s for s in splits
             if (pair and not (pair_dirs[s] / "meta.json").exists())
             or any(not (d[s] / "meta.json").exists() for d in model_dirs)]
@@ -160,7 +163,10 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
     accs = [ModelAccumulator(len(texts), *dims[i], tmps[i], f"{specs[i].model} on {split} texts",
                              [block for block, _, _ in mlp_slots(models[i])]) if want[i] else None
             for i in range(len(models))]
-    pair_acc = PairAccumulator(len(texts), n_states) if pair_dir is not None else None
+    # The pair entry's folder exists from the start: its cross-moment files are written per group.
+    pair_tmp = _temp_folder(pair_dir) if pair_dir is not None else None
+    pair_acc = (PairAccumulator(len(texts), n_states, dims[0][1], pair_tmp if cfg.moment_groups > 0 else None)
+                if pair_dir is not None else None)
     t0, n_forward = time.time(), 0
     hooks = []
     try:
@@ -179,7 +185,7 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
                 for i in run:
                     n_forward += run_decoder(models[i], ids, mask, device)
                 if group_done and cfg.moment_groups > 0:
-                    for acc in accs:
+                    for acc in [*accs, pair_acc]:
                         if acc is not None:
                             acc.end_group()
         seconds = time.time() - t0
@@ -198,19 +204,18 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
                 "hidden_state_numbering": "0 = embeddings; i = output of block i-1; last = after the final norm"})
             publish(tmps[i], model_dirs[i])
         if pair_acc is not None:
-            tmp = _temp_folder(pair_dir)
-            try:
-                torch.save({"n_tokens": pair_acc.n_tokens, "dh_l1": pair_acc.l1, "dh_l2": pair_acc.l2}, tmp / "dh.pt")
-                write_json(tmp / "meta.json", {"version": CACHE_VERSION, "model_a": specs[0].model,
-                                               "model_b": specs[1].model, "split": split, "n_texts": len(texts),
-                                               "forward_tokens": n_forward, "seconds": round(seconds, 3)})
-                publish(tmp, pair_dir)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            torch.save({"n_tokens": pair_acc.n_tokens, "dh_l1": pair_acc.l1, "dh_l2": pair_acc.l2}, pair_tmp / "dh.pt")
+            write_json(pair_tmp / "meta.json", {"version": CACHE_VERSION, "pair_layout": PAIR_LAYOUT,
+                                                "model_a": specs[0].model, "model_b": specs[1].model, "split": split,
+                                                "n_texts": len(texts), "n_hidden_states": n_states,
+                                                "hidden_size": dims[0][1],
+                                                "moment_groups_written": pair_acc.groups_written,
+                                                "forward_tokens": n_forward, "seconds": round(seconds, 3)})
+            publish(pair_tmp, pair_dir)
     finally:
         for h in hooks:
             h.close()
-        for t in tmps:
+        for t in [*tmps, pair_tmp]:
             if t is not None and t.exists():
                 shutil.rmtree(t, ignore_errors=True)
     return n_forward

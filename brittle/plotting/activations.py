@@ -150,3 +150,19 @@ def lipschitz(summary: pd.DataFrame, label_a: str, label_b: str):
         ax.set(ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
         ax.legend(fontsize=7)
     return fig
+
+
+def cka_curves(table: pd.DataFrame, label_a: str, label_b: str):
+    """Linear CKA of A's and B's hidden states per hidden state, forget vs retain, with 95 % CIs
+    and the token-permutation null (``representation_similarity.csv``)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for split, frame in table.groupby("split"):
+        frame = frame.sort_values("hidden_state")
+        line = _band(ax, frame["hidden_state"], frame, "cka", linestyle=SPLIT_STYLE.get(split, ":"), marker="o",
+                     ms=3, label=f"CKA {split}")
+        ax.plot(frame["hidden_state"], frame["cka_null"], color=line.get_color(), linestyle=":", linewidth=0.8,
+                label=f"permutation null {split}")
+    ax.set(xlabel=HIDDEN_STATE_AXIS, ylabel="linear CKA", ylim=(-0.02, 1.02),
+           title=f"{label_a} vs {label_b}: linear CKA of hidden states")
+    ax.legend(fontsize=7)
+    return fig
