@@ -327,3 +327,45 @@ def test_help(script, capsys):
     with pytest.raises(SystemExit) as exc:
         importlib.import_module(script).main(["--help"])
     assert exc.value.code == 0 and "uv run" in capsys.readouterr().out
+
+
+def test_probe_and_separation_features_come_from_each_texts_last_real_token(tmp_path):
+    """Steps 8 and 13 read each text's last non-pad token. Planted: forget and retain texts of
+    varied lengths (so batches are padded) that differ only in their LAST word: at hidden state 0
+    (the embeddings, which see one token) the probe separates them perfectly and step 8's
+    separation is positive. Negative control: texts that differ only in their FIRST word give
+    identical last-token embeddings: no separation at hidden state 0 (centroid distance and
+    between-class variance exactly 0; the held-out AUC of identical features is at or below 0.5,
+    the known cross-validation artefact). Features read from the first token, or from a padded
+    position, would fail one of the two."""
+    import activation_separation_analysis
+    import linear_probe_analysis
+    from brittle.tokenizer import train_word_tokenizer
+
+    fillers = ["the city lies on the river", "a small town", "people walk to the old market every day",
+               "the bridge", "rain falls on the hills in spring and autumn", "one two three four five six"]
+    worlds = {"last": ([f"{f} alpha" for f in fillers], [f"{f} omega" for f in fillers]),
+              "first": ([f"alpha {f}" for f in fillers], [f"omega {f}" for f in fillers])}
+    tok = train_word_tokenizer([t for f, r in worlds.values() for t in f + r])
+    a = save_tiny(make_tiny_model("gpt_neox", vocab_size=len(tok)), tmp_path / "m-a", tok)
+    b = save_tiny(make_tiny_model("gpt_neox", vocab_size=len(tok), seed=1), tmp_path / "m-b", tok)
+    results = {}
+    for name, (forget, retain) in worlds.items():
+        data = tmp_path / name
+        data.mkdir()
+        (data / "forget.txt").write_text("\n".join(forget * 2) + "\n")
+        (data / "retain.txt").write_text("\n".join(retain * 2) + "\n")
+        common = ["--forget-file", str(data / "forget.txt"), "--retain-file", str(data / "retain.txt"),
+                  "--device", "cpu", "--n-bootstrap", "10", "--output-root", str(tmp_path / f"out-{name}"),
+                  "--batch-size", "4"]
+        assert linear_probe_analysis.main(["--model", str(a), *common, "--folds", "3"]) == 0
+        probes = pd.read_csv(tmp_path / f"out-{name}" / "m-a" / "linear_probes" / "probe_results.csv")
+        assert activation_separation_analysis.main(["--model-a", str(a), "--model-b", str(b), *common]) == 0
+        sep = pd.read_csv(tmp_path / f"out-{name}" / "m-a__vs__m-b" / "activation_separation" / "separation_metrics.csv")
+        results[name] = (probes.set_index("hidden_state").auc[0],
+                         sep[(sep.model == "a") & (sep.hidden_state == 0)].iloc[0])
+    auc_last, sep_last = results["last"]
+    auc_first, sep_first = results["first"]
+    assert auc_last == pytest.approx(1.0) and auc_first <= 0.5
+    assert sep_last.auc == pytest.approx(1.0) and sep_last.cosine_distance > 1e-3 and sep_last.variance_ratio > 0
+    assert sep_first.cosine_distance == pytest.approx(0.0, abs=1e-7) and sep_first.variance_ratio == pytest.approx(0.0, abs=1e-7)
