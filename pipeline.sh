@@ -174,6 +174,10 @@ for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
   fi
   # probes after the comparisons: they read the activation cache those passes filled
   step linear_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
+  # the knowledge probe needs the facts behind the questions: the tiny world's facts.csv
+  if [[ -f "$DATA_DIR/facts.csv" ]]; then
+    step knowledge_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
+  fi
 done
 stage "relearning attacks"
 if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
