@@ -195,6 +195,10 @@ per_model() {
   fi
   # probes after the comparisons: they read the activation cache those passes filled
   step linear_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
+  # the knowledge probe needs the facts behind the questions: the tiny world's facts.csv
+  if [[ -f "$DATA_DIR/facts.csv" ]]; then
+    step knowledge_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
+  fi
 }
 for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do background "model_$(slug "$m")" per_model "$m"; done
 wait_background

@@ -41,6 +41,21 @@ def fold_splits(y: np.ndarray, folds: int = 5, seed: int = 0, groups=None) -> li
     return list(splitter.split(np.zeros(len(y)), y, groups))
 
 
+def entity_folds(groups, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """The held-out groups of each fold: the distinct values of ``groups`` (e.g. entity names),
+    shuffled with ``seed`` and dealt into ``min(folds, number of groups)`` near-equal parts.
+
+    Unlike :func:`fold_splits` there are no classes to stratify (a fact's answer has a dozen values,
+    most seen a few times), so the split is over groups alone; every group is held out exactly once.
+    Fewer than 2 groups is a :class:`UserError`: nothing would be left to train on.
+    """
+    distinct = np.unique(np.asarray(groups))
+    if len(distinct) < 2:
+        raise UserError(f"entity-grouped folds need at least 2 entities (got {len(distinct)})")
+    order = np.random.default_rng(seed).permutation(distinct)
+    return list(np.array_split(order, min(folds, len(distinct))))
+
+
 def out_of_fold_scores(x: np.ndarray, y: np.ndarray, c: float = 1.0, max_iter: int = 1000,
                        folds: int = 5, seed: int = 0, groups=None, standardize: bool = True) -> np.ndarray:
     """Decision scores (n,) of ``LogisticRegression(C=c)`` for each row, from the fold it was held out of.

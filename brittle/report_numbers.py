@@ -286,6 +286,23 @@ def probe_auc(path: Path, model: str) -> dict:
             "probe_auc_mean": float(df["auc"].mean()), "probe_lexical_auc": lexical}
 
 
+@reads("knowledge_probe", "knowledge_probe_summary.csv",
+       Number("knowledge_probe_hazard", "knowledge probe (hazard)", signature=True),
+       Number("knowledge_probe_hazard_chance", "chance", baseline=True),
+       Number("knowledge_probe_hazard_control", "knowledge probe (hazard), shuffled labels"), roles=EVERY)
+def knowledge_probe_hazard(path: Path, model: str) -> dict:
+    """Row family == "hazard". knowledge_probe_hazard: the best held-out accuracy over hidden states
+    of a linear probe reading a hazard fact's value at the answer position, tested on entities and
+    templates it was not trained on; knowledge_probe_hazard_chance: 1/number of values of the
+    relation (mean over test prompts); knowledge_probe_hazard_control: the highest accuracy of the
+    same probe trained on shuffled values. High here with a chance-level hazard accuracy (evaluate.py)
+    is the obfuscation signature: the knowledge is present, only the output hides it.
+    """
+    row = _one_row(read_table(path, ["family", "accuracy", "chance", "max_shuffled_accuracy"]), path, family="hazard")
+    return {"knowledge_probe_hazard": float(row["accuracy"]), "knowledge_probe_hazard_chance": float(row["chance"]),
+            "knowledge_probe_hazard_control": float(row["max_shuffled_accuracy"])}
+
+
 @reads("layerwise_forgetting", "regions.csv", Number("layerwise_pattern", "layer-wise pattern"),
        Number("early_ratio", "early ratio"), Number("late_ratio", "late ratio", signature=True), roles=("unlearned", "control"))
 def layerwise_pattern(path: Path, model: str) -> dict:

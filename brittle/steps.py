@@ -393,6 +393,33 @@ STEPS: tuple[Step, ...] = (
                  LEXICAL_AUC)),
              File("summary.json", "best hidden state by AUC and by selectivity, settings"),
              File("probe_results.png", PNG))),
+    Step("knowledge_probe", "knowledge_probe_analysis.py", MODEL,
+         "is a fact's answer still linearly readable at the answer position where the output no longer gives it?",
+         device=True, code="brittle/knowledge_probe.py, brittle/probes.py", test="tests/test_knowledge_probe.py", files=(
+             File("knowledge_probe.csv", "one row per (fact family, hidden state); tiny world only (reads facts.csv). "
+                  "A multinomial logistic-regression probe reads the fact's value from the last cloze-prompt token's "
+                  "state; trained on templates 0-4 of some entities, tested on templates 6-7 of the other entities "
+                  "(entity-grouped folds)", (
+                 Column("family", "fact family: hazard, near or far"), HIDDEN_STATE,
+                 Column("n_entities", "scored entities of the family"),
+                 Column("n_train", "training prompts per fold (mean over folds)"),
+                 Column("n_test", "test prompts, each scored once by the fold that held its entity out"),
+                 *ci("accuracy", "held-out accuracy reading the value (argmax over the relation's values); 95 % "
+                                 "interval by bootstrap over test entities"),
+                 Column("chance", "mean over test prompts of 1 / number of values of the relation"),
+                 Column("ceiling", "share of test prompts whose value occurs among the fold's training labels "
+                                   "(the most even a perfect value code can give)"),
+                 *ci("shuffled_accuracy", "accuracy of the same pipeline trained on values permuted among the "
+                                          "training facts of each relation (what the relation alone gives)"))),
+             File("knowledge_probe_summary.csv", "one row per fact family: its best hidden state", (
+                 Column("family", "fact family"), Column("best_hidden_state", "hidden state of highest accuracy"),
+                 Column("accuracy", "accuracy there"), Column("accuracy_ci_low", "lower end of its 95 % interval"),
+                 Column("accuracy_ci_high", "upper end"), Column("chance", "chance level"),
+                 Column("ceiling", "ceiling there"), Column("shuffled_accuracy", "shuffled-label control there"),
+                 Column("max_shuffled_accuracy", "highest control accuracy over all hidden states (the fair "
+                                                 "comparison for a maximum over hidden states)"),
+                 Column("n_test", "test prompts"))),
+             File("knowledge_probe.png", PNG))),
     Step("evaluation", "evaluate.py", MODEL, "what does the model know: multiple-choice accuracy and retain perplexity",
          device=True, code="brittle/evaluation.py", test="tests/test_evaluation.py", files=(
              File("scores.csv", "one row per (question set, format, question)", (
@@ -489,7 +516,7 @@ STEPS: tuple[Step, ...] = (
          code="brittle/report.py, brittle/report_numbers.py", test="tests/test_report.py",
          reads=("param_stats", "mlp_attn_analysis", "null_space_analysis", "mlp_nullspace", "activation_stats",
                 "row_space_projection", "lipschitzness", "mode_connectivity", "representation_similarity",
-                "linear_probes", "layerwise_forgetting", "evaluation",
+                "linear_probes", "knowledge_probe", "layerwise_forgetting", "evaluation",
                 "relearning"), files=(
              File("report.md", "the report"),
              File("report_table.csv", "one row per model, one column per report number (see report_numbers.py)"),

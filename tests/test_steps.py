@@ -83,6 +83,7 @@ def mini_world(tmp_path_factory):
     import collect_param_stats
     import create_datasets
     import evaluate
+    import knowledge_probe_analysis
     import layerwise_forgetting
     import linear_probe_analysis
     import local_lipschitzness_analysis
@@ -130,6 +131,7 @@ def mini_world(tmp_path_factory):
     for model in (base, filtered, unlearned):
         assert evaluate.main(["--model", str(model), *common, "--device", "cpu"]) == 0
         assert linear_probe_analysis.main(["--model", str(model), *common, *dev]) == 0
+        assert knowledge_probe_analysis.main(["--model", str(model), *common, *dev]) == 0
     for attack in ("hazard", "benign"):
         assert relearn.main(["--model", str(unlearned), "--attack", attack, "--base", str(base), "--filtered",
                              str(filtered), "--device", "cpu", *common]) == 0

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from brittle.data import synthetic as syn
 from brittle.data.hub import jsonl_text
+from brittle.errors import UserError
 from brittle.io import write_json, write_text
 
 # Question sets, one per fact family, as questions/<set>_{eval,val}.jsonl: the forget domain, then
@@ -124,6 +125,24 @@ def _facts_csv(world: syn.World) -> str:
     for f in world.facts:
         writer.writerow([f.domain, f.entity, f.relation, f.value, f.role, f.subset])
     return buf.getvalue()
+
+
+def read_facts(path: str | Path) -> list[syn.Fact]:
+    """The facts of a tiny-world data folder's ``facts.csv`` (written by :func:`_facts_csv`).
+
+    A missing file or column is a :class:`UserError`: only the synthetic source writes facts.csv,
+    so its absence means the folder belongs to another preset."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: the knowledge probe needs the tiny world's facts "
+                        "(create_datasets.py --source synthetic writes it)")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = ["domain", "entity", "relation", "value", "role", "subset"]
+        missing = [f for f in fields if f not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path} lacks column(s) {', '.join(missing)}")
+        return [syn.Fact(**{f: row[f] for f in fields}) for row in reader]
 
 
 def hf_files(seed: int = 0, eval_fraction: float = 0.5, n_val: int = 200, max_retain: int = 1000,

@@ -218,6 +218,16 @@ class World:
         return next(v for name, v, _ in self.relations[domain] if name == relation)
 
 
+def schema_templates(domain: str, relation: str) -> list[str]:
+    """The eight templates of ``relation`` in ``domain``'s schema. Templates are fixed text (only
+    pseudoword values depend on the seed), so a data folder's facts.csv plus this give every prompt
+    of the world without rebuilding it. Raises KeyError for a family or relation the world lacks."""
+    for name, _, templates in _SCHEMA_RELATIONS[SCHEMA[domain]]:
+        if name == relation:
+            return list(templates)
+    raise KeyError(f"no relation {relation!r} in the {SCHEMA[domain]} schema of family {domain!r}")
+
+
 def render(template: str, entity: str, value: str) -> str:
     """The full training sentence (with a final full stop)."""
     return template.format(e=entity, v=value) + " ."

@@ -72,6 +72,25 @@ def probe_results(results: pd.DataFrame, label: str):
     return fig
 
 
+def knowledge_probe_curves(results: pd.DataFrame, label: str):
+    """Held-out accuracy of the knowledge probe per hidden state, one panel per fact family
+    (``knowledge_probe.csv``), with chance, the ceiling and the shuffled-label control."""
+    families = list(dict.fromkeys(results["family"]))
+    fig, axes = plt.subplots(1, len(families), figsize=(4.5 * len(families), 4), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        frame = results[results["family"] == family].sort_values("hidden_state")
+        x = frame["hidden_state"]
+        _band(ax, x, frame, "accuracy", marker="o", ms=3, label="probe (held-out entities)")
+        _band(ax, x, frame, "shuffled_accuracy", color="grey", linestyle=":", label="shuffled-label control")
+        ax.plot(x, frame["chance"], color="black", lw=0.8, linestyle="--", label="chance")
+        ax.plot(x, frame["ceiling"], color="tab:green", lw=0.8, linestyle="-.",
+                label="ceiling (value seen in training)")
+        ax.set(ylabel="accuracy reading the answer", ylim=(0.0, 1.05), title=f"{label}: {family}")
+    fig.supxlabel(HIDDEN_STATE_AXIS, fontsize=10)   # one axis label: per panel they overlap
+    axes[0][0].legend(fontsize=7)
+    return fig
+
+
 def separation(metrics: pd.DataFrame, label_a: str, label_b: str):
     """Centroid cosine distance, probe AUC and variance ratio per hidden state for A and B (``separation_metrics.csv``)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
