@@ -198,6 +198,10 @@ def test_script_reads_the_answer_position_of_right_padded_batches(tiny_world, wh
     from brittle import models
     from brittle.report_numbers import knowledge_probe_hazard
 
+    # imported before the patch: a module that first binds load_model while the patch is active
+    # (brittle.capture.forward imports it by name) would keep the planting loader for good
+    import brittle.capture.forward  # noqa: F401
+
     root, data, model, tok = tiny_world
     padded: list[bool] = []
     monkeypatch.setattr(models, "load_model", _planting_loader(tok, where, padded))
