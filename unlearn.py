@@ -199,10 +199,10 @@ def body(args, argv=None) -> int:
                                                      "forget_form": method.forget_form, **method.hp})
         write_csv(run.path("training_log.csv"), log)
         plot_training_log(log, run.path("training_loss.png"), title=f"{model_slug(model_id)} · {args.method}")
-    last = log.iloc[-1].to_dict()
+    last, note = log.iloc[-1].to_dict(), method.summary()
     run.finish(models={"base": str(model_id), "revision": args.revision}, device=str(device),
-               compute_dtype=params["compute_dtype"], final_step=last)
-    print(f"saved {outdir} ({len(log)} steps, final loss {last['loss']:.4f})")
+               compute_dtype=params["compute_dtype"], final_step=last, **({"summary": note} if note else {}))
+    print(f"saved {outdir} ({len(log)} steps, final loss {last['loss']:.4f}){'; ' + note if note else ''}")
     return 0
 
 

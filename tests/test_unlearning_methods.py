@@ -483,3 +483,11 @@ def test_parameter_distance_of_models_to_the_base(tok, tmp_path):
         folders.append(str(save_tiny(model, tmp_path / f"m{size}", tok)))
     distances = [parameter_distance(str(tmp_path / "base"), f) for f in folders]
     assert distances == pytest.approx([5.0, 1.0, 2.0], rel=1e-6)
+
+
+@pytest.mark.parametrize("target,verdict", [(1e-6, "reached"), (1e6, "NOT reached")])
+def test_control_says_whether_it_reached_its_size(tok, data, target, verdict):
+    method = get_method("control", "tiny", {**SMALL, "steps": 3, "target_dw_norm": target})
+    log = Trainer(make_tiny_model("gpt_neox", vocab_size=len(tok)), tok, method, data, progress=False).run()
+    assert len(log) == (1 if verdict == "reached" else 3)
+    assert method.summary().endswith(verdict if verdict == "reached" else "NOT reached: raise --lr or --steps")

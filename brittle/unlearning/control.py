@@ -38,4 +38,12 @@ class BenignFineTune(Method):
 
     def finished(self, trainer) -> bool:
         target = self.hp["target_dw_norm"]
-        return target > 0 and self.dw_norm(trainer) >= target
+        self.reached = self.dw_norm(trainer)    # after this step's update
+        return target > 0 and self.reached >= target
+
+    def summary(self) -> str:
+        target, reached = self.hp["target_dw_norm"], getattr(self, "reached", 0.0)
+        if target <= 0:
+            return f"control: weight change {reached:.4g} (no target)"
+        verdict = "reached" if reached >= target else "NOT reached: raise --lr or --steps"
+        return f"control: weight change {reached:.4g} for a target of {target:.4g}, {verdict}"

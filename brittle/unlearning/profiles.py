@@ -96,7 +96,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # The control edit: a benign fine-tune on retain text only, stopped at a target size
     # (unlearn.py --match-dw-norm sets target_dw_norm); TOFU-family optimiser settings for reference.
     "control": _profiles(dict(steps=125, lr=1e-5, batch_size=32, target_dw_norm=0.0),
-                         dict(steps=1000, lr=3e-4, target_dw_norm=0.0)),
+                         dict(steps=1000, lr=1e-3, target_dw_norm=0.0)),
 }
 
 METHOD_NAMES: tuple[str, ...] = tuple(PROFILES)

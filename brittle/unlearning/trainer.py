@@ -115,6 +115,10 @@ class Method:
         """Checked after every step: True ends training early (the control edit's size target)."""
         return False
 
+    def summary(self) -> str:
+        """A line for the end of the run ("" for none): the control edit says whether it reached its size."""
+        return ""
+
     def finalize(self, model: nn.Module) -> nn.Module:
         """The model to save (LoRA methods merge their adapters here)."""
         return model
