@@ -100,7 +100,8 @@ background() {
     ( set -e; "$@" ) >"$root/_logs/$name.log" 2>&1   # its own subshell, so a failing step stops the job
     rc=$?
     echo "$rc" >"$root/_logs/$name.status"
-    if [[ $rc == 0 ]]; then echo "== [done] $name ($(tail -n 1 "$root/_logs/$name.log"))"
+    # the log's last line, after its last carriage return (progress bars redraw with \r)
+    if [[ $rc == 0 ]]; then echo "== [done] $name ($(tail -n 1 "$root/_logs/$name.log" | tr '\r' '\n' | tail -n 1 | sed 's/^ *//'))"
     else echo "== [failed] $name (exit $rc); the end of $root/_logs/$name.log:" >&2; tail -n 5 "$root/_logs/$name.log" >&2; fi
     exit "$rc"
   ) &
