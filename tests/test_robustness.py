@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICE_SCRIPTS = ["collect_activation_norms", "activation_separation_analysis", "activation_covariance_analysis",
                   "row_space_projection_analysis", "local_lipschitzness_analysis", "linear_probe_analysis",
                   "evaluate", "relearn", "layerwise_forgetting", "unlearn", "pretrain", "infer",
-                  "mode_connectivity_analysis", "representation_similarity_analysis"]
+                  "mode_connectivity_analysis", "representation_similarity_analysis", "knowledge_probe_analysis"]
 
 
 def one_line_error(err: str) -> str:
