@@ -45,6 +45,8 @@ def build_parser(argv=None):
     p.add_argument("--unlearned", nargs="*", default=None,
                    help="further unlearned models (default: the preset's PUBLISHED_UNLEARNED)")
     p.add_argument("--alpha", type=float, default=0.1, help="p-value below which a rank correlation counts")
+    p.add_argument("--data-dir", default=None,
+                   help="the preset's data folder: steps its data cannot feed are not missing (default: the preset's DATA_DIR)")
     cli.add_output_args(p)
     return p
 
@@ -53,11 +55,12 @@ def build_report(args) -> int:
     from brittle.io import model_slug, save_figure, write_csv, write_text
     from brittle.plotting.recovery import plot_recovery_curves
     from brittle.plotting.report import signature_scatter
-    from brittle.presets import load_preset
+    from brittle.presets import data_dir, load_preset
     from brittle.report import (
         SPEED,
         collect,
         discover_models,
+        not_applicable,
         prediction_table,
         relearning_eligible,
         report_markdown,
@@ -79,6 +82,7 @@ def build_report(args) -> int:
 
     # Gather every number; a missing file becomes a named missing step, a wrong schema an error.
     got = collect(entries, root)
+    not_applicable(got, Path(args.data_dir) if args.data_dir else data_dir(preset))
     table = got.table
     preds = prediction_table(table, args.alpha)
     eligible = relearning_eligible(table)

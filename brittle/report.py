@@ -57,6 +57,7 @@ class Collected:
     missing: list[tuple[str, str, str]] = field(default_factory=list)   # (model label, step, path)
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)       # attack -> concatenated curve.csv
     references: dict[str, float | None] = field(default_factory=dict)   # base/filtered hazard accuracy
+    not_applicable: dict[str, str] = field(default_factory=dict)       # step -> data file it needs
 
 
 def short_label(slug: str, base_slug: str) -> str:
@@ -119,6 +120,20 @@ def collect(entries: list[ModelEntry], output_root: str | Path) -> Collected:
         rows.append(row)
     return Collected(pd.DataFrame(rows), missing,
                      {a: pd.concat(c, ignore_index=True) for a, c in curves.items() if c}, references)
+
+
+# Steps the pipeline runs only when the data folder has what they read; without it they are not
+# applicable to this preset (deep-ignorance and TOFU have no facts behind their questions).
+NEEDS_DATA = {"knowledge_probe": "facts.csv"}
+
+
+def not_applicable(got: Collected, data_dir: Path) -> None:
+    """In place: move steps whose data input ``data_dir`` lacks from ``got.missing`` to
+    ``got.not_applicable`` (step -> the file it needs)."""
+    for step, needed in NEEDS_DATA.items():
+        if not (Path(data_dir) / needed).exists():
+            got.not_applicable[step] = needed
+    got.missing = [m for m in got.missing if m[1] not in got.not_applicable]
 
 
 def _first(frame: pd.DataFrame, column: str) -> float | None:
@@ -312,6 +327,8 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
             lines.append(f"- **{step}** (`{name}`) missing for: {', '.join(f'`{m}`' for m in models)}")
     else:
         lines.append("None: every step's output was found for every model.")
+    for step, needed in sorted(got.not_applicable.items()):
+        lines += ["", f"Not applicable to this data (no `{needed}` in the data folder): **{step}**."]
     lines.append("")
 
     lines += ["## Knowledge and brittleness", "",

@@ -265,3 +265,21 @@ def test_help():
     with pytest.raises(SystemExit) as exc:
         report.main(["--help"])
     assert exc.value.code == 0
+
+
+def test_a_step_the_data_cannot_feed_is_not_applicable_rather_than_missing(tree):
+    """The knowledge probe needs the tiny world's facts.csv: with a data folder that lacks it (as
+    deep-ignorance's and TOFU's do) the report names it once as not applicable and not among the
+    missing steps; with facts.csv present (negative control) its absence is a missing step."""
+    import report
+
+    data = tree / "data"
+    data.mkdir()
+    report.main(_argv(tree, "--data-dir", str(data)))
+    missing = (tree / "outputs" / "report.md").read_text().split("## Missing steps")[1].split("##")[0]
+    assert "**knowledge_probe**" in missing and "Not applicable to this data (no `facts.csv`" in missing
+    assert "(`knowledge_probe_summary.csv`) missing for" not in missing
+    (data / "facts.csv").write_text("domain,entity,relation,value,role,subset\\n")
+    report.main(_argv(tree, "--data-dir", str(data)))
+    missing = (tree / "outputs" / "report.md").read_text().split("## Missing steps")[1].split("##")[0]
+    assert "(`knowledge_probe_summary.csv`) missing for" in missing and "Not applicable" not in missing
