@@ -45,14 +45,14 @@ class LAT(Method):
                         self.hp["lora_alpha"], self.hp["lora_dropout"], self.hp["lora_modules"])
 
     def adversary(self, trainer, step):
-        return ball_attack(trainer, trainer.texts(step.forget), self.adv_states, self.hp["epsilon"],
-                           self.hp["adv_steps"], self.hp["adv_lr"], away=trainer.retain_batch(step.retain),
-                           away_threshold=self.hp["away_threshold"])
+        """The fitted attack with the two tokenised batches, which the model's steps reuse."""
+        f, r = trainer.texts(step.forget), trainer.retain_batch(step.retain)
+        attack = ball_attack(trainer, f, self.adv_states, self.hp["epsilon"], self.hp["adv_steps"],
+                             self.hp["adv_lr"], away=r, away_threshold=self.hp["away_threshold"])
+        return attack, f, r
 
     def loss(self, trainer, step):
-        f = trainer.texts(step.forget)
-        r = trainer.retain_batch(step.retain)
-        attack = step.adversary
+        attack, f, r = step.adversary
         with add_to_residual(trainer.core, cut(attack.deltas, f)):
             away = log_one_minus_p_loss(trainer.forward(f).logits, f.labels, self.hp["away_threshold"])
         with add_to_residual(trainer.core, cut(attack.deltas, r)):
