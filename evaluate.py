@@ -151,7 +151,7 @@ def body(args, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
+    return cli.run_main(body, build_parser(argv), argv)
 
 
 if __name__ == "__main__":

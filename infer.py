@@ -193,7 +193,7 @@ def body(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(body, build_parser(argv), argv)
+    return cli.run_main(lambda args, argv: body(args), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,10 @@ if ! command -v uv >/dev/null 2>&1; then
   echo "uv is not installed: installing it with 'python3 -m pip install uv'"
   python3 -m pip install --quiet uv
 fi
+# Install the locked dependencies and compile their bytecode once (about 30 s the first time, under a
+# second after): where PYTHONDONTWRITEBYTECODE is set, as on many shared machines, every script start
+# would otherwise recompile some 4,000 library modules, about 8 s of CPU each time.
+uv sync --frozen --compile-bytecode --quiet
 # Tiny models are dominated by per-op overhead: one thread per process is faster, and on a shared
 # machine it avoids oversubscribing the cores (presets set CPU_THREADS; unset = library default).
 if [[ -n "${CPU_THREADS:-}" ]]; then
@@ -86,6 +90,18 @@ stage() {  # close the previous stage's timer (with the machine's 1-minute load 
   echo; echo "######## $1"
 }
 step() { echo; echo "== $*"; uv run "$@"; }
+# deal K ITEM...: the items dealt round-robin into K groups, one group per line (space-separated);
+# model paths hold no spaces (unlearned folders are named <base>__<method>). Fewer lines when there are
+# fewer items than groups.
+deal() {
+  local k="$1"; shift
+  local i j line
+  for (( i = 0; i < k && i < $#; i++ )); do
+    line=""
+    for (( j = i + 1; j <= $#; j += k )); do line+="${line:+ }${!j}"; done
+    echo "$line"
+  done
+}
 # Independent jobs: background NAME CMD... starts one (at most $jobs_max at once) with its output in
 # $root/_logs/NAME.log and prints a line when it ends; wait_background waits for all and stops the
 # pipeline if one failed. CMD may be a shell function (compare, per_model, ...).
@@ -171,45 +187,58 @@ echo "unlearned models: ${unlearned[*]:-(none)}"
 stage "comparisons"
 mapfile -t comparison_steps < <(uv run python -m brittle.steps scripts comparison)
 [[ ${#comparison_steps[@]} -gt 0 ]] || fail "the step registry listed no comparison steps (uv run python -m brittle.steps)"
-compare() {
-  local a="$1" b="$2" script kind
+compare() {  # compare A B...: every comparison step once, for all of B against A
+  local a="$1" script kind; shift
   for entry in "${comparison_steps[@]}"; do
     script="${entry%%$'\t'*}" kind="${entry##*$'\t'}"
     if [[ "$kind" == device ]]; then
-      step "$script" --model-a "$a" --model-b "$b" --device "$device" "${common[@]}"
+      step "$script" --model-a "$a" --model-b "$@" --device "$device" "${common[@]}"
     else
-      step "$script" --model-a "$a" --model-b "$b" "${common[@]}"
+      step "$script" --model-a "$a" --model-b "$@" "${common[@]}"
     fi
   done
 }
-# base -> filtered first: it fills the base model's activation cache, which every other pair reads
+# base -> filtered first: it fills the base model's activation cache, which every other pair reads;
+# then the unlearned models in one group per job, each step called once per group (a script takes
+# several models B and runs them in one process: one start-up per step and group, not per pair).
 compare "$BASE_MODEL" "$FILTERED_MODEL"
-for u in "${unlearned[@]}"; do background "compare_$(slug "$u")" compare "$BASE_MODEL" "$u"; done
+part=0
+if [[ ${#unlearned[@]} -gt 0 ]]; then
+  while read -r -a group; do
+    part=$((part + 1))
+    background "compare_part$part" compare "$BASE_MODEL" "${group[@]}"
+  done < <(deal "$jobs_max" "${unlearned[@]}")
+fi
 wait_background
 
 # --- 5. Per model: knowledge (evaluation), where it is readable (probes), how fast it returns -----
 stage "evaluation and probes"
-per_model() {
-  local m="$1"
+per_model() {  # per_model M...: evaluation and probes, each script once for all of M
   if [[ -d "$DATA_DIR/questions" ]]; then
-    step evaluate.py --model "$m" --device "$device" "${common[@]}"
+    step evaluate.py --model "$@" --device "$device" "${common[@]}"
   fi
   # probes after the comparisons: they read the activation cache those passes filled
-  step linear_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
+  step linear_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
   # the knowledge probe needs the facts behind the questions: the tiny world's facts.csv
   if [[ -f "$DATA_DIR/facts.csv" ]]; then
-    step knowledge_probe_analysis.py --model "$m" --device "$device" "${common[@]}"
+    step knowledge_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
   fi
 }
-for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do background "model_$(slug "$m")" per_model "$m"; done
+part=0
+while read -r -a group; do
+  part=$((part + 1))
+  background "models_part$part" per_model "${group[@]}"
+done < <(deal "$jobs_max" "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}")
 wait_background
 stage "relearning attacks"
 if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
-  for m in "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"; do
-    for attack in hazard benign; do
-      background "relearn_$(slug "$m")_$attack" step relearn.py --model "$m" --attack "$attack" --base "$BASE_MODEL" \
-        --filtered "$FILTERED_MODEL" --device "$device" "${common[@]}"
-    done
+  for attack in hazard benign; do
+    part=0
+    while read -r -a group; do
+      part=$((part + 1))
+      background "relearn_${attack}_part$part" step relearn.py --model "${group[@]}" --attack "$attack" \
+        --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" --device "$device" "${common[@]}"
+    done < <(deal "$jobs_max" "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}")
   done
   wait_background
 fi

@@ -144,7 +144,7 @@ def run_attack(args, argv) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: run_attack(args, argv), build_parser(argv), argv)
+    return cli.run_main(run_attack, build_parser(argv), argv)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def build_report(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_main(build_report, build_parser(argv), argv)
+    return cli.run_main(lambda args, argv: build_report(args), build_parser(argv), argv)
 
 
 if __name__ == "__main__":

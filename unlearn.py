@@ -82,7 +82,7 @@ def build_parser(argv=None):
 
 
 def main(argv=None) -> int:
-    return cli.run_main(lambda args: body(args, argv), build_parser(argv), argv)
+    return cli.run_main(body, build_parser(argv), argv)
 
 
 def body(args, argv=None) -> int:

@@ -161,9 +161,14 @@ def add_capture_args(p: argparse.ArgumentParser, cache: bool = True) -> None:
     p.add_argument("--n-bootstrap", type=non_negative_int, default=200, help="bootstrap replicates of every interval")
 
 
+SEVERAL_MODELS = ("several models run one after another in this process (the libraries load once), each "
+                  "into exactly the folder a one-model call writes")
+
+
 def add_pair_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-a", required=True, help="reference model (the base): Hub id or local folder")
-    p.add_argument("--model-b", required=True, help="modified model (filtered or unlearned): Hub id or local folder")
+    p.add_argument("--model-b", required=True, nargs="+", metavar="MODEL_B",
+                   help=f"modified model (filtered or unlearned): Hub id or local folder; {SEVERAL_MODELS}")
     p.add_argument("--revision-a", default=None, help="Hub revision of model A")
     p.add_argument("--revision-b", default=None, help="Hub revision of model B")
 
@@ -172,13 +177,14 @@ def add_param_stats_input(p: argparse.ArgumentParser) -> None:
     """Flags of the steps that read step 1's CSVs: the pair (to find the default folders) or the
     param_stats folder itself (``brittle.steps.param_stats_dirs`` resolves them)."""
     p.add_argument("--model-a", default=None, help="reference model (locates the default folders)")
-    p.add_argument("--model-b", default=None, help="modified model (locates the default folders)")
+    p.add_argument("--model-b", default=None, nargs="+", metavar="MODEL_B",
+                   help=f"modified model (locates the default folders); {SEVERAL_MODELS}")
     p.add_argument("--param-stats", default=None, help="param_stats folder written by collect_param_stats.py "
                    "(default: <output-root>/<slug_a>__vs__<slug_b>/param_stats)")
 
 
 def add_model_arg(p: argparse.ArgumentParser, help: str = "the model: Hub id or local folder") -> None:
-    p.add_argument("--model", required=True, help=help)
+    p.add_argument("--model", required=True, nargs="+", metavar="MODEL", help=f"{help}; {SEVERAL_MODELS}")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
 
 
@@ -200,9 +206,20 @@ def add_runtime_args(p: argparse.ArgumentParser, batch_size: int | None = 8) -> 
 
 
 # ------------------------------------------------------------------------------------ running
-def run_main(body: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser,
+# The flags that take several models (``--model-b`` of a comparison, ``--model`` of a per-model
+# step): the body runs once per model, as if the script had been called once per model.
+EACH_MODEL = ("model_b", "model")
+
+
+def run_main(body: Callable[[argparse.Namespace, list[str]], int], p: argparse.ArgumentParser,
              argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` and run ``body(args)``.
+    """Parse ``argv`` and run ``body(args, argv)``, once per model when several are given.
+
+    With several models (``--model-b A B ...`` or ``--model A B ...``) the body runs once per model,
+    with ``args`` and ``argv`` as a one-model call would have them, so each result lands in exactly
+    the folder and with exactly the record (``run_meta.json``'s argv) of that call, and skip logic is
+    unchanged; what several models save is the process start and the imports. A model that fails
+    with a user error is reported and the others still run; the status is then 2.
 
     A :class:`UserError` becomes one line on stderr and status 2; Ctrl-C status 130 and SIGTERM
     143. Whatever way the body ends without finishing, the results it had begun are discarded
@@ -211,9 +228,27 @@ def run_main(body: Callable[[argparse.Namespace], int], p: argparse.ArgumentPars
     from brittle.io import discard_unfinished
 
     args = p.parse_args(None if argv is None else list(argv))
+    command_line = list(sys.argv[1:] if argv is None else argv)
     previous = _on_sigterm()
     try:
-        return int(body(args) or 0)
+        runs = one_call_per_model(p, args, command_line)
+        failed = []
+        for i, (args_i, argv_i, label) in enumerate(runs):
+            if len(runs) > 1:
+                print(f"[{i + 1}/{len(runs)}] {label}", flush=True)
+            try:
+                status = int(body(args_i, argv_i) or 0)
+            except UserError as exc:
+                print(f"error: {label + ': ' if len(runs) > 1 else ''}{exc}", file=sys.stderr)
+                status = 2
+            finally:
+                discard_unfinished()
+            if status:
+                failed.append((label, status))
+        if len(runs) > 1 and failed:
+            print(f"error: {len(failed)} of {len(runs)} models failed: {', '.join(m for m, _ in failed)}",
+                  file=sys.stderr)
+        return max((s for _, s in failed), default=0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -227,6 +262,47 @@ def run_main(body: Callable[[argparse.Namespace], int], p: argparse.ArgumentPars
         discard_unfinished()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def one_call_per_model(p: argparse.ArgumentParser, args: argparse.Namespace,
+                       argv: list[str]) -> list[tuple[argparse.Namespace, list[str], str]]:
+    """``(args, argv, model)`` for each model of the several-model flag, as one-model calls would
+    parse and spell them; a single ``(args, argv, "")`` when no flag of ``EACH_MODEL`` is given."""
+    dest = next((d for d in EACH_MODEL if isinstance(getattr(args, d, None), list)), None)
+    if dest is None:
+        return [(args, argv, "")]
+    models = getattr(args, dest)
+    flags = next(a.option_strings for a in p._actions if a.dest == dest)
+    if len(models) > 1:
+        for single in ("outdir", "param_stats", "revision", "revision_b"):
+            if getattr(args, single, None) is not None:
+                raise UserError(f"--{single.replace('_', '-')} belongs to one model, and {len(models)} were given: "
+                                "run them one at a time, or leave it out")
+    runs = []
+    for model in models:
+        one = argparse.Namespace(**vars(args))
+        setattr(one, dest, model)
+        runs.append((one, _with_one_model(argv, flags, model), model))
+    return runs
+
+
+def _with_one_model(argv: list[str], flags: Sequence[str], model: str) -> list[str]:
+    """``argv`` with the values of ``flags`` (``--model-b X Y``, ``--model-b=X``) replaced by ``model``."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in flags:
+            out += [token, model]
+            i += 1
+            while i < len(argv) and not argv[i].startswith("-"):
+                i += 1
+            continue
+        if any(token.startswith(f + "=") for f in flags):
+            out.append(f"{token.split('=', 1)[0]}={model}")
+        else:
+            out.append(token)
+        i += 1
+    return out
 
 
 class _Terminated(BaseException):
