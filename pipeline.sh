@@ -7,19 +7,26 @@
 #   ./pipeline.sh --force                  # recompute everything
 #   ./pipeline.sh --base A --filtered B --unlearned C [--unlearned D ...] --no-unlearn   # your own models
 #   ./pipeline.sh --jobs 1                 # one job at a time
+#   ./pipeline.sh --population             # every method x seed x strength, control edits, population report
+#   ./pipeline.sh --population --part 3/60 # one group of the population's models (a cluster array task)
 #
 # Options: --preset NAME, --force, --base M, --filtered M, --unlearned M (repeatable),
 #          --no-unlearn (do not train unlearned models), --no-relearn (skip relearning attacks),
 #          --device DEV (auto, cpu, cuda), --output-root DIR (default outputs),
 #          --jobs N (independent jobs at once: default the core count for presets that pin one
-#          thread per process, CPU_THREADS=1, else 1; logs per job in <output-root>/_logs/).
+#          thread per process, CPU_THREADS=1, else 1; logs per job in <output-root>/_logs/),
+#          --population (POPULATION_SEEDS x POPULATION_STRENGTHS per method, calibrated, plus
+#          POPULATION_CONTROL_SEEDS control edits; docs/population.md), --setup-only (data, base,
+#          filtered, base -> filtered, then stop), --part I/N (population: make group I of N and run
+#          its steps, nothing else; after a --setup-only run; a last run without --part adds the
+#          control edits and the report).
 # Each script owns its skip logic (a _DONE.json marker with matching parameters and inputs), so a
 # step behaves the same alone and here; this file only sequences them. The comparison steps and
 # whether each runs a model come from the step registry (uv run python -m brittle.steps).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,18p' "$0"; }
+usage() { sed -n '2,25p' "$0"; }
 fail() { echo "error: $*" >&2; exit 2; }
 preset=tiny
 force=()
@@ -30,9 +37,12 @@ unlearned_flag=()
 do_unlearn=1
 do_relearn=1
 jobs_max=""
+population=0
+setup_only=0
+part_index="" part_count=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --preset|--base|--filtered|--unlearned|--device|--output-root|--jobs)
+    --preset|--base|--filtered|--unlearned|--device|--output-root|--jobs|--part)
       [[ $# -ge 2 && "$2" != --* ]] || fail "$1 needs a value (see ./pipeline.sh --help)"
       case "$1" in
         --preset) preset="$2" ;;
@@ -42,11 +52,16 @@ while [[ $# -gt 0 ]]; do
         --device) device="$2" ;;
         --output-root) root="$2" ;;
         --jobs) [[ "$2" =~ ^[1-9][0-9]*$ ]] || fail "--jobs needs a positive integer, got '$2'"; jobs_max="$2" ;;
+        --part) [[ "$2" =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ && ${BASH_REMATCH[1]} -le ${BASH_REMATCH[2]} ]] \
+                  || fail "--part needs I/N with 1 <= I <= N, got '$2'"
+                part_index="${BASH_REMATCH[1]}" part_count="${BASH_REMATCH[2]}" ;;
       esac
       shift 2 ;;
     --force) force=(--force); shift ;;
     --no-unlearn) do_unlearn=0; shift ;;
     --no-relearn) do_relearn=0; shift ;;
+    --population) population=1; shift ;;
+    --setup-only) setup_only=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) fail "unknown argument '$1' (see ./pipeline.sh --help)" ;;
   esac
@@ -77,6 +92,8 @@ cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 if [[ -z "$jobs_max" ]]; then
   if [[ "${CPU_THREADS:-}" == 1 ]]; then jobs_max=$cores; else jobs_max=1; fi
 fi
+[[ -n "$part_index" && $population == 0 ]] && fail "--part splits the population: use it with --population"
+part_count="${part_count:-$jobs_max}"
 common=(--preset "$preset" --output-root "$root" "${force[@]}")
 started=$(date +%s)
 stage_names=() stage_seconds=()
@@ -151,40 +168,7 @@ if [[ "$DATA_SOURCE" == synthetic && -z "$base_flag" ]]; then
   wait_background
 fi
 
-# --- 3. Unlearned models: ours (one per method) plus the preset's published ones ------------------
-stage "unlearning"
-if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
-  # UNLEARN_ARGS (preset) holds extra unlearn.py flags, e.g. tofu's --forget-format pairs
-  for method in ${UNLEARN_METHODS:-}; do
-    # shellcheck disable=SC2086
-    background "unlearn_$method" ./create_all_unlearning_models.sh --preset "$preset" --base "$BASE_MODEL" \
-      --methods "$method" "${force[@]}" -- --device "$device" --no-progress ${UNLEARN_ARGS:-}
-  done
-  wait_background
-fi
-# The control edit: a benign fine-tune on retain text, as large a weight change as the median
-# unlearned model; every step runs on it and the report shows it beside the unlearned models.
-if [[ $do_unlearn == 1 && ${#unlearned_flag[@]} == 0 ]]; then
-  made=()
-  for d in unlearned_models/"$(slug "$BASE_MODEL")"__*/; do
-    [[ -f "$d/config.json" && "$d" != *__control/ ]] && made+=("${d%/}")
-  done
-  if [[ ${#made[@]} -gt 0 ]]; then
-    step unlearn.py --method control --preset "$preset" --model "$BASE_MODEL" --match-dw-norm "${made[@]}" \
-      --outdir "unlearned_models/$(slug "$BASE_MODEL")__control" --device "$device" --no-progress "${force[@]}"
-  fi
-fi
-unlearned=("${unlearned_flag[@]}")
-if [[ ${#unlearned_flag[@]} == 0 ]]; then
-  for m in ${PUBLISHED_UNLEARNED:-}; do unlearned+=("$m"); done
-  for d in unlearned_models/"$(slug "$BASE_MODEL")"__*/; do
-    [[ -f "$d/config.json" ]] && unlearned+=("${d%/}")
-  done
-fi
-echo "unlearned models: ${unlearned[*]:-(none)}"
-
-# --- 4. Every comparison step for base->filtered and base->each unlearned model -------------------
-stage "comparisons"
+# --- 3. The models' steps, as functions over a group of models ------------------------------------
 mapfile -t comparison_steps < <(uv run python -m brittle.steps scripts comparison)
 [[ ${#comparison_steps[@]} -gt 0 ]] || fail "the step registry listed no comparison steps (uv run python -m brittle.steps)"
 compare() {  # compare A B...: every comparison step once, for all of B against A
@@ -198,56 +182,154 @@ compare() {  # compare A B...: every comparison step once, for all of B against 
     fi
   done
 }
-# base -> filtered first: it fills the base model's activation cache, which every other pair reads;
-# then the unlearned models in one group per job, each step called once per group (a script takes
-# several models B and runs them in one process: one start-up per step and group, not per pair).
-compare "$BASE_MODEL" "$FILTERED_MODEL"
-part=0
-if [[ ${#unlearned[@]} -gt 0 ]]; then
-  while read -r -a group; do
-    part=$((part + 1))
-    background "compare_part$part" compare "$BASE_MODEL" "${group[@]}"
-  done < <(deal "$jobs_max" "${unlearned[@]}")
-fi
-wait_background
-
-# --- 5. Per model: knowledge (evaluation), where it is readable (probes), how fast it returns -----
-stage "evaluation and probes"
-per_model() {  # per_model M...: evaluation and probes, each script once for all of M
+# model_steps M...: everything one model goes through after it is made, each script called once for
+# the whole group (a script takes several models and runs them in one process): the comparisons with
+# the base (the base itself has none; base -> filtered runs first, alone, since it fills the base
+# model's activation cache that every other comparison reads), evaluation, probes (after the
+# comparisons: they read the cache those passes filled), both relearning attacks, and layer-wise
+# forgetting (unlearned models: against the model they came from and a model that never knew).
+model_steps() {
+  local m others=() edited=()
+  for m in "$@"; do
+    [[ "$m" != "$BASE_MODEL" ]] && others+=("$m")
+    [[ "$m" != "$BASE_MODEL" && "$m" != "$FILTERED_MODEL" ]] && edited+=("$m")
+  done
+  [[ ${#others[@]} -gt 0 ]] && compare "$BASE_MODEL" "${others[@]}"
   if [[ -d "$DATA_DIR/questions" ]]; then
     step evaluate.py --model "$@" --device "$device" "${common[@]}"
   fi
-  # probes after the comparisons: they read the activation cache those passes filled
   step linear_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
   # the knowledge probe needs the facts behind the questions: the tiny world's facts.csv
   if [[ -f "$DATA_DIR/facts.csv" ]]; then
     step knowledge_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
   fi
+  if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
+    for attack in hazard benign; do
+      step relearn.py --model "$@" --attack "$attack" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" \
+        --device "$device" "${common[@]}"
+    done
+  fi
+  if [[ ${#edited[@]} -gt 0 ]]; then
+    step layerwise_forgetting.py --reference "${REFERENCE_MODEL:-$FILTERED_MODEL}" --finetuned "$BASE_MODEL" \
+      --unlearned "${edited[@]}" --device "$device" "${common[@]}"
+  fi
 }
-part=0
-while read -r -a group; do
-  part=$((part + 1))
-  background "models_part$part" per_model "${group[@]}"
-done < <(deal "$jobs_max" "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}")
-wait_background
-stage "relearning attacks"
-if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
-  for attack in hazard benign; do
-    part=0
-    while read -r -a group; do
-      part=$((part + 1))
-      background "relearn_${attack}_part$part" step relearn.py --model "${group[@]}" --attack "$attack" \
-        --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" --device "$device" "${common[@]}"
-    done < <(deal "$jobs_max" "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}")
-  done
+# in_groups NAME M...: model_steps for M dealt into one group per job, the groups side by side
+in_groups() {
+  local name="$1" part=0 group; shift
+  [[ $# -gt 0 ]] || return 0
+  while read -r -a group; do
+    part=$((part + 1))
+    background "${name}_part$part" model_steps "${group[@]}"
+  done < <(deal "$jobs_max" "$@")
   wait_background
-fi
+}
+# unlearn_one METHOD SEED STRENGTH OUTDIR [FLAGS...]: one unlearned model (skipped when finished)
+unlearn_one() {
+  local method="$1" seed="$2" strength="$3" outdir="$4"; shift 4
+  local calibrate=()
+  [[ "$strength" != default ]] && calibrate=(--calibrate "$strength" --filtered "$FILTERED_MODEL")
+  # shellcheck disable=SC2086
+  step unlearn.py --preset "$preset" --model "$BASE_MODEL" --method "$method" --seed "$seed" "${calibrate[@]}" \
+    --outdir "$outdir" --device "$device" --no-progress "${force[@]}" ${UNLEARN_ARGS:-} "$@"
+}
+unlearn_group() {  # unlearn_group SPEC...: each SPEC method:seed:strength:outdir, one after another
+  local spec method seed strength outdir
+  for spec in "$@"; do
+    IFS=: read -r method seed strength outdir <<< "$spec"
+    unlearn_one "$method" "$seed" "$strength" "$outdir"
+  done
+}
+base_slug="$(slug "$BASE_MODEL")"
 
-# --- 6. Layer-wise forgetting: unlearned vs the model it came from and a model that never knew ----
-stage "layer-wise forgetting"
-if [[ ${#unlearned[@]} -gt 0 ]]; then
-  step layerwise_forgetting.py --reference "${REFERENCE_MODEL:-$FILTERED_MODEL}" --finetuned "$BASE_MODEL" \
-    --unlearned "${unlearned[@]}" --device "$device" "${common[@]}"
+# --- 4. base -> filtered first, alone: it fills the base model's activation cache -----------------
+stage "base and filtered"
+# (an array task of --part finds it done by the --setup-only job and skips the step starts)
+[[ -z "$part_index" ]] && compare "$BASE_MODEL" "$FILTERED_MODEL"
+[[ $setup_only == 1 ]] && { echo "setup done (--setup-only): data, base, filtered and their comparison"; exit 0; }
+
+if [[ $population == 0 ]]; then
+  # --- 5. Unlearned models: ours (one per method) plus the preset's published ones ----------------
+  stage "unlearning"
+  unlearned=("${unlearned_flag[@]}")
+  if [[ ${#unlearned_flag[@]} == 0 ]]; then
+    specs=()
+    for method in ${UNLEARN_METHODS:-}; do specs+=("$method:0:default:unlearned_models/${base_slug}__$method"); done
+    if [[ $do_unlearn == 1 && ${#specs[@]} -gt 0 ]]; then
+      part=0
+      while read -r -a group; do
+        part=$((part + 1)); background "unlearn_part$part" unlearn_group "${group[@]}"
+      done < <(deal "$jobs_max" "${specs[@]}")
+      wait_background
+    fi
+    made=()
+    for spec in "${specs[@]}"; do [[ -f "${spec##*:}/config.json" ]] && made+=("${spec##*:}"); done
+    # The control edit: a benign fine-tune on retain text, as large a weight change as the median
+    # unlearned model; every step runs on it and the report shows it beside the unlearned models.
+    control="unlearned_models/${base_slug}__control"
+    if [[ $do_unlearn == 1 && ${#made[@]} -gt 0 ]]; then
+      step unlearn.py --method control --preset "$preset" --model "$BASE_MODEL" --match-dw-norm "${made[@]}" \
+        --outdir "$control" --device "$device" --no-progress "${force[@]}"
+    fi
+    [[ -f "$control/config.json" ]] && made+=("$control")
+    for m in ${PUBLISHED_UNLEARNED:-}; do made+=("$m"); done
+    unlearned=("${made[@]}")
+  fi
+  echo "unlearned models: ${unlearned[*]:-(none)}"
+
+  # --- 6. Every model's steps: comparisons, evaluation, probes, attacks, layer-wise forgetting ----
+  stage "per-model steps"
+  in_groups models "$BASE_MODEL" "$FILTERED_MODEL" "${unlearned[@]}"
+else
+  # --- 5'. The population: every method x seed x strength, then the control edits ---------------
+  # POPULATION_SEEDS and POPULATION_STRENGTHS (preset) span it; each model is unlearned and then goes
+  # through every step in the same job, so --part I/N (one group of N) is a cluster array task.
+  read -r -a pop_seeds <<< "${POPULATION_SEEDS:-0 1 2}"
+  read -r -a pop_strengths <<< "${POPULATION_STRENGTHS:-matched weak}"
+  specs=()
+  for method in ${UNLEARN_METHODS:-}; do
+    for seed in "${pop_seeds[@]}"; do
+      for strength in "${pop_strengths[@]}"; do
+        specs+=("$method:$seed:$strength:unlearned_models/${base_slug}__${method}__s${seed}__${strength}")
+      done
+    done
+  done
+  population_part() {  # population_part SPEC...: make these models, then run their steps
+    local spec made=()
+    unlearn_group "$@"
+    for spec in "$@"; do made+=("${spec##*:}"); done
+    model_steps "${made[@]}"
+  }
+  stage "population models"
+  mapfile -t groups < <(deal "$part_count" "${specs[@]}")
+  if [[ -n "$part_index" ]]; then
+    [[ $part_index -le ${#groups[@]} ]] || fail "--part $part_index/$part_count: only ${#groups[@]} group(s) for ${#specs[@]} models"
+    read -r -a group <<< "${groups[$((part_index - 1))]}"
+    population_part "${group[@]}"
+    echo "part $part_index/$part_count done: ${#group[@]} model(s)"
+    exit 0
+  fi
+  [[ $part_count == "$jobs_max" ]] || fail "internal: parts $part_count != jobs $jobs_max"
+  for i in "${!groups[@]}"; do
+    read -r -a group <<< "${groups[$i]}"
+    background "population_part$((i + 1))" population_part "${group[@]}"
+  done
+  background base_filtered_steps model_steps "$BASE_MODEL" "$FILTERED_MODEL"
+  wait_background
+  # Control edits: benign fine-tunes as large as the median matched model, one per control seed
+  stage "control edits"
+  matched=()
+  for spec in "${specs[@]}"; do [[ "$spec" == *:matched:* ]] && matched+=("${spec##*:}"); done
+  [[ ${#matched[@]} -gt 0 ]] || matched=("${specs[@]##*:}")
+  controls=()
+  for seed in ${POPULATION_CONTROL_SEEDS:-0 1 2}; do
+    out="unlearned_models/${base_slug}__control__s$seed"
+    step unlearn.py --method control --preset "$preset" --model "$BASE_MODEL" --seed "$seed" \
+      --match-dw-norm "${matched[@]}" --outdir "$out" --device "$device" --no-progress "${force[@]}"
+    controls+=("$out")
+  done
+  in_groups controls "${controls[@]}"
+  unlearned=("${specs[@]##*:}" "${controls[@]}")
 fi
 
 # --- 7. The report: signatures beside brittleness ------------------------------------------------
