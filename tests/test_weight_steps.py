@@ -297,3 +297,24 @@ def test_steps_fail_clearly_without_matrices_to_analyse(pair, tmp_path, capsys):
     rc = mlp_nullspace_alignment.main(["--model-a", str(pair.a), "--model-b", str(pair.b_planted),
                                        "--outdir", str(tmp_path / "x"), "--energy", "1.5"])
     assert rc == 2 and capsys.readouterr().err.startswith("error:")
+
+
+def test_weight_space_steps_never_import_transformers(pair, tmp_path):
+    """Steps 1, 2, 6, 7, 10 read safetensors and config.json directly: a process that runs all five
+    must not have loaded transformers (its import alone costs seconds of every start)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pair_args = ["--model-a", str(pair.a), "--model-b", str(pair.b_planted), "--output-root", str(tmp_path)]
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(root)!r})\n"
+            "import collect_param_stats, plot_param_stats, analyze_mlp_vs_attn, null_space_analysis, mlp_nullspace_alignment\n"
+            f"for m in (collect_param_stats, plot_param_stats, analyze_mlp_vs_attn, null_space_analysis, mlp_nullspace_alignment):\n"
+            f"    assert m.main({pair_args!r}) == 0, m.__name__\n"
+            "print('transformers' in sys.modules, 'torch' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # torch is loaded (the steps compute with it): the check can tell a loaded module from an absent one
+    assert run.stdout.strip().splitlines()[-1] == "False True"
