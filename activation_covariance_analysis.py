@@ -1,6 +1,7 @@
 """Step 9: did model B change the *shape* of the activation distribution, and more on forget text?
 
-For every hidden state (0 = embeddings, last = after the final norm), split and model, the
+For every hidden state with second moments in the cache (--moment-layers: all of them unless the
+model has more than 7 hidden states; 0 = embeddings, last = after the final norm), split and model, the
 eigenvalues of the per-token covariance of the hidden states (float64, all non-pad tokens of the
 split, from the shared activation cache), and from them the effective rank exp(H(p)) and the
 spectral entropy H(p) of the normalised spectrum p = λ/Σλ (nats). A's and B's spectra are then
@@ -66,21 +67,28 @@ def body(args, argv) -> int:
     if opened is None:
         return 0
     run, caps, splits = opened.run, opened.captures, opened.splits
-    moments = {(m, s): caps.models[i][s].moments("hidden") for i, m in enumerate("ab") for s in splits}
-    n_states = moments[("a", "forget")]["sum"].shape[1]  # L + 1 hidden states
+    # Second moments exist at the moment layers only (--moment-layers); the others are named, never
+    # filled in. Each layer is read on its own (memory-mapped), so memory holds one d × d per (model, split).
+    layers = caps.models[0]["forget"].moment_index("hidden")
+    skipped = sorted(set(range(caps.models[0]["forget"].meta["n_hidden_states"])) - set(layers))
+    if skipped:
+        print(f"note: hidden states {','.join(map(str, skipped))} have no second moments "
+              f"(--moment-layers {args.moment_layers}): no covariance rows for them")
     # Groups hold the same texts in A and B, so one resampling per split pairs the two models;
     # forget and retain are independent samples and are resampled independently.
-    weights = {s: resample_counts(len(moments[("a", s)]["count"]), args.n_bootstrap, args.seed + k)
+    weights = {s: resample_counts(len(caps.models[0][s].moments("hidden", layers[0])["count"]), args.n_bootstrap,
+                                  args.seed + k)
                for k, s in enumerate(splits)}
     metric_rows, comparison_rows, spectra = [], [], []
     with run.timed("spectra"):
-        for index in range(n_states):
+        for index in layers:
+            moments = {(m, s): caps.models[i][s].moments("hidden", index) for i, m in enumerate("ab") for s in splits}
             dist, shape, scale = {}, {}, {}
             for s in splits:
                 eigs = {}
                 for m in "ab":
                     mom = moments[(m, s)]
-                    args_l = (mom["count"], mom["sum"][:, index], mom["sq"][:, index])
+                    args_l = (mom["count"], mom["sum"], mom["sq"])
                     point, reps = pooled_covariance_eigs(*args_l), pooled_covariance_eigs(*args_l, weights[s])
                     eigs[m] = (point, reps)
                     row = {"hidden_state": index, "split": s, "model": m, "n_tokens": int(mom["count"].sum())}
@@ -115,6 +123,7 @@ def body(args, argv) -> int:
     save_figure(run.path("covariance.png"), covariance(metrics, comparison, model_slug(args.model_a),
                                                        model_slug(args.model_b)))
     run.finish(models={"a": args.model_a, "b": args.model_b}, forward_tokens=caps.forward_tokens,
+               **({"hidden_states_without_moments": skipped} if skipped else {}),
                wasserstein="W1 between the empirical distributions of the d covariance eigenvalues of A and B; "
                            "shape: each spectrum divided by its mean eigenvalue first",
                selectivity="selectivity_diff = W1(forget)/mean eig A(forget) - W1(retain)/mean eig A(retain)")

@@ -1,7 +1,8 @@
 """Representation similarity: how alike are A's and B's hidden states on the same tokens (linear CKA)?
 
-For every hidden state (0 = embeddings, i = output of block i-1, the last after the final norm)
-and split, linear CKA between model A's and model B's states over all non-pad tokens:
+For every hidden state with cross-moments in the cache (--moment-layers: all of them unless the
+model has more than 7 hidden states; 0 = embeddings, i = output of block i-1, the last after the
+final norm) and split, linear CKA between model A's and model B's states over all non-pad tokens:
 CKA = ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on centred states (Kornblith et al. 2019), 1 when B's
 representation is A's up to rotation and scale. "Unlearning isn't deletion" (ICML 2026) reads a
 CKA near 1 on forget text as the knowledge still being there, reversibly hidden.
@@ -59,16 +60,23 @@ def body(args, argv) -> int:
         return 0
     run, caps, splits = opened.run, opened.captures, opened.splits
     n_states = caps.models[0]["forget"].meta["n_hidden_states"]
+    # Cross-moments exist at the moment layers only (--moment-layers); the others are named, never filled in.
+    layers = caps.pair["forget"].meta["moment_layers"]
+    skipped = sorted(set(range(n_states)) - set(layers))
+    if skipped:
+        print(f"note: hidden states {','.join(map(str, skipped))} have no cross-moments "
+              f"(--moment-layers {args.moment_layers}): no CKA rows for them; min and mean are over "
+              f"{','.join(map(str, layers))}")
     rows, summary = [], []
     with run.timed("cka"):
         for k, s in enumerate(splits):
-            counts = caps.pair[s].cross_moments(0)["count"].numpy()
+            counts = caps.pair[s].cross_moments(layers[0])["count"].numpy()
             # The same groups in both models and the pair (one partition of the same texts), so one
             # resampling of the groups per split serves every hidden state: the minimum over
             # hidden states is then taken inside each replicate.
             weights = resample_counts(len(counts), args.n_bootstrap, args.seed + k)
             reps = np.full((args.n_bootstrap, n_states), np.nan)
-            for index in tqdm(range(n_states), desc=f"cka {s}", leave=False):
+            for index in tqdm(layers, desc=f"cka {s}", leave=False):
                 a, b = caps.models[0][s].moments("hidden", index), caps.models[1][s].moments("hidden", index)
                 cross = caps.pair[s].cross_moments(index)
                 if not (np.array_equal(a["count"], cross["count"]) and np.array_equal(b["count"], cross["count"])):
@@ -94,6 +102,7 @@ def body(args, argv) -> int:
     save_figure(run.path("representation_similarity.png"),
                 cka_curves(table, model_slug(args.model_a), model_slug(args.model_b)))
     run.finish(models={"a": args.model_a, "b": args.model_b}, forward_tokens=caps.forward_tokens,
+               **({"hidden_states_without_moments": skipped} if skipped else {}),
                cka="linear CKA over non-pad tokens from cached group moments (brittle/metrics/cka.py)")
     print(summary.to_string(index=False))
     print(f"wrote {run.outdir}")

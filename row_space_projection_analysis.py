@@ -11,7 +11,9 @@ fraction of input energy on them, tr(V_kᵀ M V_k) / tr(M) with M = Σ x xᵀ ov
 is measured on forget and retain text, with the activations of model A and of model B. For the
 input matrices M comes from the shared activation cache; the output projections' M would be
 d_ff × d_ff per layer and group (1 GB each at the 6.9B layout), so one more pass per (model,
-split) accumulates only Σ‖V_kᵀx‖² and Σ‖x‖² per text group instead.
+split) accumulates only Σ‖V_kᵀx‖² and Σ‖x‖² per text group instead. The same pass serves the
+input matrices of blocks whose MLP input has no cached moments (--moment-layers; every block has
+them unless the model has more than 6 blocks): the same quantity, computed token by token.
 selectivity_ratio = fraction(forget) / fraction(retain): above 1, the update sits where forget
 text puts its energy. random_baseline = k/d_in is the expected fraction of a random k-dimensional
 subspace for any activations. Intervals: 95 % bootstrap over text groups (--moment-groups).
@@ -110,8 +112,10 @@ def body(args, argv) -> int:
         outputs = {name: (block, io_features(mod)) for block, name, mod in mlp_output_linears(skeleton)}
         del skeleton
     block_of.update({name: block for name, (block, _) in outputs.items()})
-    moments = {(m, s): caps.models[i][s].moments("mlp") for i, m in enumerate("ab") for s in splits}
-    weights = {s: resample_counts(len(moments[("a", s)]["count"]), args.n_bootstrap, args.seed + k)
+    # MLP-input moments exist for the blocks that read a moment layer (--moment-layers); the input
+    # matrices of the other blocks join the output projections' pass below, so every matrix has its row.
+    cached = set(caps.models[0]["forget"].moment_index("mlp"))
+    weights = {s: resample_counts(caps.models[0][s].meta["moment_groups_written"], args.n_bootstrap, args.seed + k)
                for k, s in enumerate(splits)}
     pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True,
                         select=lambda name, shape: any(_matches(name, q) for q in block_of))
@@ -128,12 +132,20 @@ def body(args, argv) -> int:
     missing = sorted(set(block_of) - set(spaces))
     if missing:
         raise UserError(f"{len(missing)} MLP matrices not found in the checkpoints, e.g. {missing[0]}")
-    # (model, split) -> {module: (inside (G,), total (G,))}; the input matrices' from the cached moments
-    energies = {key: {q: subspace_energy(moments[key]["sq"][:, slot_of[q]].numpy(), spaces[q][0])
-                      for q in slot_of if spaces[q][0].shape[1]} for key in moments}
+    # (model, split) -> {module: (inside (G,), total (G,))}; the input matrices' from the cached
+    # moments, one slot at a time (memory-mapped: one d × d in memory)
+    energies = {(m, s): {} for m in "ab" for s in splits}
+    for slot in sorted(cached):
+        modules = [q for q in slot_of if slot_of[q] == slot and spaces[q][0].shape[1]]
+        for i, m in enumerate("ab"):
+            for s in splits:
+                sq = caps.models[i][s].moments("mlp", slot)["sq"].numpy() if modules else None
+                energies[(m, s)].update({q: subspace_energy(sq, spaces[q][0]) for q in modules})
     # One pass per (model, split) projects every changed output projection's input x on V_k as it
-    # streams: Σ‖V_kᵀx‖² and Σ‖x‖² per group, never a d_ff × d_ff moment.
-    wide = {q: torch.from_numpy(spaces[q][0]) for q in outputs if spaces[q][0].shape[1]}
+    # streams: Σ‖V_kᵀx‖² and Σ‖x‖² per group, never a d_ff × d_ff moment; the same for the input
+    # matrices of blocks without cached moments.
+    wide = {q: torch.from_numpy(spaces[q][0]) for q in [*outputs, *(q for q in slot_of if slot_of[q] not in cached)]
+            if spaces[q][0].shape[1]}
     if wide:
         with run.timed("output projection pass"):
             found = input_energies([ModelSpec(args.model_a, args.revision_a), ModelSpec(args.model_b, args.revision_b)],

@@ -28,6 +28,7 @@ import sys
 from typing import Callable, Sequence
 
 from brittle.errors import UserError
+from brittle.moment_layers import DEFAULT_MOMENT_LAYERS, parse_spec
 from brittle.runtime import DTYPES, check_device
 
 
@@ -156,6 +157,10 @@ def add_capture_args(p: argparse.ArgumentParser, cache: bool = True) -> None:
     if cache:
         p.add_argument("--moment-groups", type=non_negative_int, default=10,
                        help="text groups for covariance and MLP-input moments (bootstrap resolution; disk grows with it)")
+        p.add_argument("--moment-layers", type=parse_spec, default=DEFAULT_MOMENT_LAYERS,
+                       help="hidden states with second moments in the cache (covariance, CKA, MLP-input energies): "
+                            "'all', a count N (N evenly spaced, first and last included; all when the model has "
+                            "fewer) or indices 'i,j,...' (one index: '32,'); disk and memory grow with it")
         p.add_argument("--cache-dir", default=None, help="activation cache (default: <output-root>/_activation_cache)")
     p.add_argument("--device-map", default=None, help="'auto' spreads large models over all GPUs (accelerate)")
     p.add_argument("--n-bootstrap", type=non_negative_int, default=200, help="bootstrap replicates of every interval")

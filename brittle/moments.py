@@ -81,3 +81,24 @@ def pooled_covariance_eigs(count: torch.Tensor, total: torch.Tensor, sq: torch.T
         out.append(torch.linalg.eigvalsh(cov).numpy())
     eigs = np.stack(out)
     return eigs[0] if weights is None else eigs
+
+
+def pack_symmetric(sq: torch.Tensor) -> torch.Tensor:
+    """The upper triangle (diagonal included) of symmetric matrices (..., d, d), row by row
+    (``torch.triu_indices`` order): (..., d(d+1)/2). Lossless for a symmetric Σxxᵀ and half its
+    size; :func:`unpack_symmetric` inverts it."""
+    d = sq.shape[-1]
+    rows, cols = torch.triu_indices(d, d, device=sq.device)
+    return sq[..., rows, cols]
+
+
+def unpack_symmetric(packed: torch.Tensor, dim: int) -> torch.Tensor:
+    """Symmetric matrices (..., dim, dim) from :func:`pack_symmetric`'s (..., dim(dim+1)/2), in
+    ``packed``'s dtype."""
+    rows, cols = torch.triu_indices(dim, dim, device=packed.device)
+    if packed.shape[-1] != len(rows):
+        raise ValueError(f"expected (..., {len(rows)}) packed entries for width {dim}, got {tuple(packed.shape)}")
+    out = packed.new_zeros(*packed.shape[:-1], dim, dim)
+    out[..., rows, cols] = packed
+    out[..., cols, rows] = packed
+    return out

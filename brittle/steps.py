@@ -245,12 +245,13 @@ STEPS: tuple[Step, ...] = (
          "did B change the shape of the activation distribution, and more on forget text?",
          number="9", device=True, code="activation_covariance_analysis.py, brittle/moments.py, brittle/metrics/distributions.py",
          test="tests/test_activation_steps.py", files=(
-             File("covariance_metrics.csv", "one row per (hidden state, split, model)", (
+             File("covariance_metrics.csv", "one row per (hidden state with moments, split, model): every "
+                  "hidden state unless --moment-layers drops some", (
                  HIDDEN_STATE, SPLIT, MODEL_AB, Column("n_tokens", "non-pad tokens of the split"),
                  *ci("effective_rank", "exp(H(p)) of the covariance spectrum p = λ/Σλ"),
                  *ci("spectral_entropy", "H(p) in nats"),
                  *ci("total_variance", "Σλ, the trace of the covariance"))),
-             File("covariance_comparison.csv", "one row per hidden state: A's spectrum against B's", (
+             File("covariance_comparison.csv", "one row per hidden state with moments: A's spectrum against B's", (
                  HIDDEN_STATE,
                  *ci("wasserstein_forget", "W₁ between A's and B's eigenvalue distributions on forget text"),
                  *ci("wasserstein_retain", "the same on retain text"),
@@ -308,7 +309,8 @@ STEPS: tuple[Step, ...] = (
                  Column("module_kind", "last part of the module name (dense_h_to_4h, gate_proj, up_proj, c_fc; "
                                        "dense_4h_to_h, down_proj, c_proj)"),
                  Column("mlp_role", "input (reads the block's MLP input, width d; energies from the activation "
-                                    "cache) or output (the output projection, reads the intermediate activations, "
+                                    "cache, or from the step's own pass for blocks without cached moments, "
+                                    "--moment-layers) or output (the output projection, reads the intermediate activations, "
                                     "width d_ff; energies from the step's own pass)"),
                  Column("activations_of", "a or b: whose activations (the matrix's inputs) are projected"),
                  Column("k", "right singular vectors of ΔW kept (≤ --top-k and ≤ its numerical rank)"),
@@ -366,16 +368,17 @@ STEPS: tuple[Step, ...] = (
          "how alike are A's and B's hidden states on the same tokens, on forget and on retain text (linear CKA)?",
          device=True, code="brittle/metrics/cka.py, brittle/capture/", test="tests/test_representation_similarity.py",
          files=(
-             File("representation_similarity.csv", "one row per (hidden state, split); all non-pad tokens", (
+             File("representation_similarity.csv", "one row per (hidden state with moments, split); all non-pad tokens", (
                  HIDDEN_STATE, SPLIT, Column("n_tokens", "non-pad tokens of the split"),
                  *ci("cka", "linear CKA of A's and B's centred states on the same tokens (1: the same up to "
                             "rotation and scale); interval: text groups resampled"),
                  Column("cka_null", "expected CKA with the token pairing randomly permuted: the chance floor"))),
              File("representation_similarity_summary.csv", "one row per split: over hidden states", (
-                 SPLIT, *ci("min_cka", "lowest CKA over hidden states (interval: minimum within each replicate)"),
+                 SPLIT, *ci("min_cka", "lowest CKA over the hidden states with moments (--moment-layers; every one "
+                                       "unless the model has more than 7) (interval: minimum within each replicate)"),
                  Column("min_cka_hidden_state", "hidden state of the lowest CKA"),
-                 Column("mean_cka", "mean CKA over hidden states"),
-                 Column("max_cka_null", "largest permutation null over hidden states"),
+                 Column("mean_cka", "mean CKA over those hidden states"),
+                 Column("max_cka_null", "largest permutation null over those hidden states"),
                  Column("n_groups", "text groups (--moment-groups) the interval resamples"),
                  Column("n_tokens", "non-pad tokens of the split"))),
              File("representation_similarity.png", PNG))),

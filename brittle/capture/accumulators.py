@@ -15,21 +15,29 @@ import numpy as np
 import torch
 
 from brittle.errors import require_finite
+from brittle.moment_layers import mlp_slots_with_moments
+from brittle.moments import StreamingMoments, pack_symmetric
 from brittle.padding import last_positions
-from brittle.moments import StreamingMoments
 
 
 class ModelAccumulator:
     """Per-text sums (‖h‖₁, ‖h‖₂ over tokens), last-token states and group moments of one model
     on one split. ``n_states`` hidden states of width ``dim``; ``n_mlp`` MLP inputs of width
     ``mlp_dim`` (of the blocks ``mlp_blocks``); group moment files are written to ``folder`` as
-    groups complete; ``label`` names the model and split in error messages."""
+    groups complete; ``label`` names the model and split in error messages.
+
+    Moments are kept only at the hidden states ``moment_layers`` (default all) and at the MLP
+    inputs of the blocks that read them (``brittle.moment_layers``): their float64 sums are the
+    memory of the pass, (d·8 + d²·8) bytes per kept hidden state or MLP input, on the model's
+    device. Norms and last-token states are kept at every hidden state."""
 
     def __init__(self, n_texts: int, n_states: int, dim: int, n_mlp: int, mlp_dim: int, folder: Path, label: str,
-                 mlp_blocks: list[int] | None = None):
+                 mlp_blocks: list[int] | None = None, moment_layers: list[int] | None = None):
         self.folder, self.n_states, self.dim, self.n_mlp, self.mlp_dim = folder, n_states, dim, n_mlp, mlp_dim
         self.label = label
         self.mlp_blocks = mlp_blocks if mlp_blocks is not None else list(range(n_mlp))
+        self.moment_layers = list(range(n_states)) if moment_layers is None else sorted(moment_layers)
+        self.mlp_moment_slots = mlp_slots_with_moments(self.moment_layers, self.mlp_blocks)
         self.n_tokens = torch.zeros(n_texts, dtype=torch.int64)
         self.l1 = torch.zeros(n_texts, n_states, dtype=torch.float64)
         self.l2 = torch.zeros(n_texts, n_states, dtype=torch.float64)
@@ -38,8 +46,8 @@ class ModelAccumulator:
         self._new_group()
 
     def _new_group(self):
-        self.hidden = [StreamingMoments(self.dim) for _ in range(self.n_states)]
-        self.mlp = [StreamingMoments(self.mlp_dim) for _ in range(self.n_mlp)]
+        self.hidden = {i: StreamingMoments(self.dim) for i in self.moment_layers}
+        self.mlp = {slot: StreamingMoments(self.mlp_dim) for slot in self.mlp_moment_slots}
 
     def start_batch(self, idx: torch.Tensor, mask: torch.Tensor):
         self.idx, self.mask = idx, mask.bool()
@@ -61,9 +69,12 @@ class ModelAccumulator:
         self.l1[self.idx, index] = (hf.abs().sum(-1) * mask).sum(1).double().cpu()
         self.l2[self.idx, index] = (hf.norm(dim=-1) * mask).sum(1).double().cpu()
         self.last[self.idx, index] = hf[torch.arange(hf.shape[0], device=hf.device), last].cpu()
-        self.hidden[index].update(real)
+        if index in self.hidden:
+            self.hidden[index].update(real)
 
     def mlp_input(self, slot: int, x: torch.Tensor):
+        if slot not in self.mlp:
+            return                                        # a block without moments: nothing kept
         mask, _ = self._mask_on(x.device)
         xf = x.float()[mask]
         require_finite(xf, f"the MLP input of block {self.mlp_blocks[slot]} of {self.label}",
@@ -71,15 +82,20 @@ class ModelAccumulator:
         self.mlp[slot].update(xf)
 
     def end_group(self):
-        def pack(moments: list[StreamingMoments], dim: int) -> dict:
-            count = moments[0].count if moments else 0
+        """Write ``moments_g<k>.pt``: per kind ("hidden", "mlp") the kept ``index`` list (hidden
+        states, or MLP slots), the group's token ``count``, ``sum`` (K, width) float64 and ``sq``
+        (K, width(width+1)/2) float32, each Σxxᵀ packed as its upper triangle
+        (``brittle.moments.pack_symmetric``: lossless, half the disk)."""
+        def pack(moments: dict[int, StreamingMoments], dim: int) -> dict:
+            index = sorted(moments)
+            count = moments[index[0]].count if index else 0
             if count == 0:
-                zeros = torch.zeros(len(moments), dim, dtype=torch.float64)
-                return {"count": 0, "sum": zeros, "sq": torch.zeros(len(moments), dim, dim)}
+                return {"index": index, "count": 0, "sum": torch.zeros(len(index), dim, dtype=torch.float64),
+                        "sq": torch.zeros(len(index), dim * (dim + 1) // 2)}
             # Sums accumulate in float64 and are stored in float32: half the disk, and the
             # bootstrap resamples whole groups, so their float32 rounding does not accumulate.
-            return {"count": count, "sum": torch.stack([m.sum.cpu() for m in moments]),
-                    "sq": torch.stack([m.sq.cpu().float() for m in moments])}
+            return {"index": index, "count": count, "sum": torch.stack([moments[i].sum.cpu() for i in index]),
+                    "sq": torch.stack([pack_symmetric(moments[i].sq).cpu().float() for i in index])}
         torch.save({"hidden": pack(self.hidden, self.dim), "mlp": pack(self.mlp, self.mlp_dim)},
                    self.folder / f"moments_g{self.groups_written}.pt")
         self.groups_written += 1
@@ -92,24 +108,27 @@ class ModelAccumulator:
 
 class PairAccumulator:
     """Per-text sums of ‖h_b − h_a‖₁ and ‖h_b − h_a‖₂ and, when ``folder`` is given, per-group
-    cross-moments Σ h_a h_bᵀ (L+1, d, d): model A's states of the current batch are held until
-    model B has produced the same hidden state.
+    cross-moments Σ h_a h_bᵀ (K, d, d) at the hidden states ``moment_layers`` (default all): model
+    A's states of the current batch are held until model B has produced the same hidden state.
 
     The cross-moment is what linear CKA needs beyond each model's own moments (it pairs the two
-    models token by token, which no per-model statistic can); it is d × d, never the MLP width."""
+    models token by token, which no per-model statistic can); it is d × d, never the MLP width,
+    and not symmetric, so it is stored whole."""
 
-    def __init__(self, n_texts: int, n_states: int, dim: int | None = None, folder: Path | None = None):
+    def __init__(self, n_texts: int, n_states: int, dim: int | None = None, folder: Path | None = None,
+                 moment_layers: list[int] | None = None):
         self.n_tokens = torch.zeros(n_texts, dtype=torch.int64)
         self.l1 = torch.zeros(n_texts, n_states, dtype=torch.float64)
         self.l2 = torch.zeros(n_texts, n_states, dtype=torch.float64)
         self.stash: dict[int, torch.Tensor] = {}
         self.folder, self.dim, self.n_states = folder, dim, n_states
+        self.moment_layers = list(range(n_states)) if moment_layers is None else sorted(moment_layers)
         self.groups_written = 0
         self._new_group()
 
     def _new_group(self):
         self.group_count = 0
-        self.cross: list[torch.Tensor | None] = [None] * self.n_states
+        self.cross: dict[int, torch.Tensor | None] = {i: None for i in self.moment_layers}
 
     def start_batch(self, idx, mask):
         self.idx, self.mask = idx, mask.bool()
@@ -127,7 +146,7 @@ class PairAccumulator:
         require_finite(diff[mask.bool()], f"difference of the two models' hidden state {index}")
         self.l1[self.idx, index] = (diff.abs().sum(-1) * mask).sum(1).double().cpu()
         self.l2[self.idx, index] = (diff.norm(dim=-1) * mask).sum(1).double().cpu()
-        if self.folder is not None:
+        if self.folder is not None and index in self.cross:
             # float64 sums, as for the per-model second moments (brittle.moments.StreamingMoments).
             xa, xb = a[mask.bool()].double(), h.float()[mask.bool()].double()
             if self.cross[index] is None:
@@ -135,13 +154,16 @@ class PairAccumulator:
             self.cross[index] += xa.T @ xb
 
     def end_group(self):
-        """Write ``cross_g<k>.pt``: the group's token count and Σ h_a h_bᵀ (L+1, d, d), stored in
-        float32 like the per-model second moments (``entry_bytes`` counts both)."""
+        """Write ``cross_g<k>.pt``: the kept hidden states ``index``, the group's token count and
+        Σ h_a h_bᵀ (K, d, d), stored in float32 like the per-model second moments
+        (``pair_entry_bytes`` counts them)."""
         if self.folder is None:
             return
-        cross = torch.stack([c.cpu().float() if c is not None else torch.zeros(self.dim, self.dim)
-                             for c in self.cross])
-        torch.save({"count": self.group_count, "cross": cross}, self.folder / f"cross_g{self.groups_written}.pt")
+        index = sorted(self.cross)
+        cross = torch.stack([self.cross[i].cpu().float() if self.cross[i] is not None
+                             else torch.zeros(self.dim, self.dim) for i in index])
+        torch.save({"index": index, "count": self.group_count, "cross": cross},
+                   self.folder / f"cross_g{self.groups_written}.pt")
         self.groups_written += 1
         self._new_group()
 

@@ -2,8 +2,10 @@
 
 Model A and model B run on the same batch one after the other; A's hidden states of the batch
 are held until B has produced the same index, then reduced to per-text sums of ‖h_b − h_a‖ and
-per-group cross-moments Σ h_a h_bᵀ, so differences never need per-token storage (the cross-moments
-hold (L+1)·d² float64 sums in memory during the pass, like each model's own second moments). The
+per-group cross-moments Σ h_a h_bᵀ, so differences never need per-token storage. Second moments
+and cross-moments are kept only at the moment layers (``--moment-layers``, ``brittle.moment_layers``):
+their float64 sums are what the pass holds in memory, d²·8 bytes per kept hidden state, MLP input
+and cross-moment (134 MB each at d = 4096, on the model's device). The
 same pass fills both models' own cache entries; a second comparison against the same base re-runs
 only what is missing. Both models must fit in memory together (two 6.9B models in bf16 take 28 GB
 on a GPU; ``--device-map auto`` spreads them).
@@ -42,6 +44,7 @@ from brittle.capture.hooks import input_hooks, mlp_input_hooks, mlp_slots, n_hid
 from brittle.errors import UserError
 from brittle.io import json_digest, make_folder, model_slug, sweep_stale_temporaries, temp_path, write_json
 from brittle.models import decoder_module, io_features, load_model, load_tokenizer
+from brittle.moment_layers import layer_indices
 from brittle.padding import pad_id, right_pad
 
 
@@ -158,15 +161,16 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
     if len(set(d[:2] for d in dims)) != 1:
         raise UserError(f"models have different depths or widths: {[d[:2] for d in dims]}")
     n_states = dims[0][0]
+    layers = layer_indices(cfg.moment_layers, n_states)
     want = [not (d / "meta.json").exists() for d in model_dirs]
     tmps = [_temp_folder(d) if w else None for d, w in zip(model_dirs, want)]
     accs = [ModelAccumulator(len(texts), *dims[i], tmps[i], f"{specs[i].model} on {split} texts",
-                             [block for block, _, _ in mlp_slots(models[i])]) if want[i] else None
+                             [block for block, _, _ in mlp_slots(models[i])], layers) if want[i] else None
             for i in range(len(models))]
     # The pair entry's folder exists from the start: its cross-moment files are written per group.
     pair_tmp = _temp_folder(pair_dir) if pair_dir is not None else None
-    pair_acc = (PairAccumulator(len(texts), n_states, dims[0][1], pair_tmp if cfg.moment_groups > 0 else None)
-                if pair_dir is not None else None)
+    pair_acc = (PairAccumulator(len(texts), n_states, dims[0][1], pair_tmp if cfg.moment_groups > 0 else None,
+                                layers) if pair_dir is not None else None)
     t0, n_forward = time.time(), 0
     hooks = []
     try:
@@ -199,7 +203,8 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
                 "n_hidden_states": n_states, "hidden_size": dims[i][1], "mlp_input_size": dims[i][3],
                 "mlp_blocks": [block for block, _, _ in mlp_slots(models[i])],
                 "mlp_modules": [names for _, names, _ in mlp_slots(models[i])],
-                "moment_groups_written": acc.groups_written, "config": cfg.__dict__,
+                "moment_groups_written": acc.groups_written, "moment_layers": acc.moment_layers,
+                "mlp_moment_slots": acc.mlp_moment_slots, "config": cfg.__dict__,
                 "forward_tokens": n_forward // len(run), "seconds": round(seconds, 3),
                 "hidden_state_numbering": "0 = embeddings; i = output of block i-1; last = after the final norm"})
             publish(tmps[i], model_dirs[i])
@@ -210,6 +215,7 @@ def _run_split(specs, models, tokenizers, texts, cfg, split, model_dirs, pair_di
                                                 "n_texts": len(texts), "n_hidden_states": n_states,
                                                 "hidden_size": dims[0][1],
                                                 "moment_groups_written": pair_acc.groups_written,
+                                                "moment_layers": pair_acc.moment_layers,
                                                 "forward_tokens": n_forward, "seconds": round(seconds, 3)})
             publish(pair_tmp, pair_dir)
     finally:
