@@ -2,15 +2,19 @@
 
 Reads the CSVs every other step wrote for a preset's models (filtered, and every unlearned model
 ``<unlearned-dir>/<base_slug>__*`` plus the preset's published ones) and writes one markdown page:
-a table of evaluation and relearning numbers, a table of signature numbers (relative ΔW, attention
-share, block spread, stable rank, low-rank energy, null-space fraction, activation change,
-row-space selectivity, Lipschitz change, probe AUC, layer-wise pattern), the recovery curves of all
-models, each signature against recovery speed with its Spearman rank correlation, and sentences
-stating which of the seed experiment's predictions held on this run. A step whose output is
+what the run found (first, in plain sentences), a table of evaluation and relearning numbers,
+recovery measured three ways with intervals over attack seeds, a table of signature numbers
+(relative ΔW, attention share, block spread, stable rank, low-rank energy, null-space fraction,
+activation change, row-space selectivity, Lipschitz change, probe AUC, layer-wise pattern), the
+recovery curves of all models, each signature against recovery (Spearman ρ, partial ρ on the
+pre-attack accuracy, within-method ρ, each with a bootstrap interval over methods; Holm-corrected
+verdicts), whether the signatures together predict recovery for a held-out method beyond the
+pre-attack accuracy (leave-one-method-out ridge R²), and sentences stating which of the seed
+experiment's predictions held on this run. A step whose output is
 missing is named in the report, never silently skipped. How each number is formed is in
 brittle/report_numbers.py (one documented reader per source file) and repeated at the end of the page.
 
-Runs last in the pipeline and is always rebuilt (it only reads CSVs: about a second), so there is
+Runs last in the pipeline and is always rebuilt (it only reads CSVs: seconds), so there is
 no skip logic; --force is accepted for the pipeline's sake.
 
 Example:
@@ -44,7 +48,14 @@ def build_parser(argv=None):
                    help="folder of unlearned models; every <base_slug>__* folder in it is reported")
     p.add_argument("--unlearned", nargs="*", default=None,
                    help="further unlearned models (default: the preset's PUBLISHED_UNLEARNED)")
-    p.add_argument("--alpha", type=float, default=0.1, help="p-value below which a rank correlation counts")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="family-wise level: a prediction holds when its Holm-corrected bootstrap p is below it "
+                        "and its 95%% interval excludes 0")
+    p.add_argument("--recovery", choices=["auc", "final", "pre_unlearning"], default="auc",
+                   help="the recovery the correlations use: recovery AUC over log steps, share of the gap "
+                        "recovered after the budget, or accuracy after / base accuracy (default: auc)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the methods (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     p.add_argument("--data-dir", default=None,
                    help="the preset's data folder: steps its data cannot feed are not missing (default: the preset's DATA_DIR)")
     cli.add_output_args(p)
@@ -55,17 +66,17 @@ def build_report(args) -> int:
     from brittle.io import model_slug, save_figure, write_csv, write_text
     from brittle.plotting.recovery import plot_recovery_curves
     from brittle.plotting.report import signature_scatter
+    from brittle.population import RECOVERY, predictive_power
     from brittle.presets import data_dir, load_preset
     from brittle.report import (
-        SPEED,
         collect,
         discover_models,
         not_applicable,
         prediction_table,
         relearning_eligible,
         report_markdown,
+        scatter_titles,
         scatter_keys,
-        spearman,
     )
 
     preset = load_preset(args.preset)
@@ -73,6 +84,8 @@ def build_report(args) -> int:
     filtered = args.filtered or preset.get("FILTERED_MODEL") or None
     if not base:
         raise UserError("no base model: pass --base or use a preset with BASE_MODEL")
+    if args.n_boot < 100:
+        raise UserError(f"--n-boot {args.n_boot} is too few for a 95% interval (use at least 100)")
     extra = args.unlearned if args.unlearned is not None else preset.get("PUBLISHED_UNLEARNED", "").split()
     root = Path(args.output_root)
     outdir = Path(args.outdir) if args.outdir else root
@@ -84,8 +97,12 @@ def build_report(args) -> int:
     got = collect(entries, root)
     not_applicable(got, Path(args.data_dir) if args.data_dir else data_dir(preset))
     table = got.table
-    preds = prediction_table(table, args.alpha)
+    recovery = RECOVERY[args.recovery]
+    preds = prediction_table(table, args.alpha, recovery, args.n_boot, args.seed)
     eligible = relearning_eligible(table)
+    unl = table[eligible & (table["role"] == "unlearned")]
+    keys = [k for k in scatter_keys() if k in table.columns]
+    cv = predictive_power(unl, keys, recovery) if recovery in table and len(unl) else {}
 
     figures = {}
     for attack, curve in got.curves.items():
@@ -93,16 +110,13 @@ def build_report(args) -> int:
         fig = plot_recovery_curves(curve, references=got.references,
                                    title=f"{attack} attack: hazard accuracy on held-out facts")
         figures[attack] = save_figure(outdir / FIGURES / f"recovery_{attack}.png", fig)
-    if SPEED in table.columns:
-        unl = table[eligible & (table["role"] == "unlearned")]
-        keys = [k for k in scatter_keys() if k in table.columns]
-        rho = {k: spearman(unl[k], unl[SPEED]) for k in keys}
-        fig = signature_scatter(table, keys, SPEED, eligible, rho)
+    if recovery in table.columns:
+        fig = signature_scatter(table, keys, recovery, eligible, scatter_titles(unl, keys, recovery, args.n_boot, args.seed))
         if fig is not None:
             figures["scatter"] = save_figure(outdir / FIGURES / "signatures_vs_recovery.png", fig)
 
     text = report_markdown(preset.get("PRESET", args.preset), args.output_root, entries, got, preds, eligible, figures,
-                  outdir, args.alpha)
+                           outdir, args.alpha, cv, recovery)
     write_text(outdir / "report.md", text)
     write_csv(outdir / "report_table.csv", table)
     write_csv(outdir / "report_predictions.csv", preds)

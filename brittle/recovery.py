@@ -22,6 +22,9 @@ Definitions (all pure functions of 1-D arrays; ``steps`` strictly increasing, st
   throughout, 1 = at the base level from step 0. Applied to raw accuracy it gives ``auc_acc_log``
   (needs no references).
 
+A third measure needs no filtered model: :func:`pre_unlearning_fraction`, the attacked model's
+accuracy over the base model's (Deeb & Roger 2024), the share of the pre-unlearning accuracy back.
+
 Across seeds, :func:`mean_interval` gives the mean and a two-sided Student-t interval.
 """
 
@@ -121,6 +124,17 @@ def summarize_curve(steps, acc, base: float | None = None, filtered: float | Non
             auc_recovery_log=log_step_auc(s, rec),
         )
     return out
+
+
+def pre_unlearning_fraction(acc_after, base_acc: float) -> np.ndarray | float:
+    """``acc_after / base_acc``: the fraction of the base model's (pre-unlearning) accuracy that
+    the attacked model has (Deeb & Roger 2024); 1 = all of it back. Unlike the recovered fraction
+    it does not subtract chance, so a model at chance already scores chance / base. Elementwise;
+    raises if ``base_acc`` is not positive."""
+    if not base_acc > 0:
+        raise ValueError(f"base accuracy must be positive (got {base_acc})")
+    out = np.asarray(acc_after, dtype=np.float64) / base_acc
+    return float(out) if out.ndim == 0 else out
 
 
 def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:

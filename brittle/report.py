@@ -2,27 +2,34 @@
 
 :func:`collect` reads, for each model, every reader of :mod:`brittle.report_numbers` at the
 folder the step registry gives, recording a missing file as a missing step rather than dropping
-the model. :func:`prediction_table` tests each seed prediction two ways:
+the model, and each model's identity (method, seed, strength: :mod:`brittle.model_identity`).
+:func:`prediction_table` tests each seed prediction across the unlearned models (the population
+study, :mod:`brittle.population`):
 
-* across unlearned models: Spearman rank correlation between the signature and recovery speed
-  (``hazard_auc_recovery_log``, the area under the recovered-fraction curve over log steps). The
-  prediction *held* when the correlation has the predicted sign with p < ``alpha``, *reversed* when
-  it has the other sign with p < ``alpha``, and is *not supported* otherwise (including too few
-  models: Spearman needs >= 4 for any p below 0.1).
+* Spearman ρ between the signature and recovery (by default ``hazard_auc_recovery_log``, the area
+  under the recovered-fraction curve over log steps), the partial ρ controlling for the hazard
+  accuracy before the attack, and the within-method ρ, each with a 95 % bootstrap interval that
+  resamples *methods* (every model of a drawn method enters). The prediction *held* when the
+  interval of ρ lies on the predicted side of 0 and its bootstrap p, Holm-corrected over the
+  predictions tested, is below ``alpha``; *reversed* the same on the other side; *not supported*
+  otherwise. ``verdict_partial`` applies the same rule to the partial ρ.
 * filtered vs unlearned: whether the median unlearned model lies on the predicted brittle side of
   the filtered model. Base -> filtered is a comparison of two models trained from scratch, so its
   weight-space numbers describe unrelated weights, not an intervention; the contrast is reported
-  but a prediction is only counted as held on the correlation.
+  but never counted.
 
 Models whose hazard accuracy before the attack is already above the half-gap threshold did not
 hide the knowledge in the first place; their "recovery" is not relearning, so they are left out of
-the correlations (and listed). :func:`report_markdown` writes the markdown page.
+the correlations (and listed). Control edits (``<base>__control``, ``<base>__control<k>``) and the
+filtered model are references on every scatter, never in a correlation. :func:`report_markdown`
+writes the markdown page.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +39,22 @@ import pandas as pd
 
 from brittle import steps
 from brittle.io import model_slug
+from brittle.markdown import fmt as _fmt
+from brittle.markdown import markdown_table
+from brittle.model_identity import read_identity
+from brittle.population import METHOD, N_BOOT, PRE_ATTACK, correlate, judge
 from brittle.report_numbers import PREDICTIONS, READERS, MissingSource, numbers
+from brittle.report_population import (
+    RECOVERY_WORDS,
+    correlation_table,
+    findings,
+    predictive_section,
+    recovery_section,
+)
 
 ATTACKS = ("hazard", "benign")
 SPEED = "hazard_auc_recovery_log"
-CONTROL = "control"   # unlearn.py's benign fine-tune: the edit every signature is read against
+CONTROL = re.compile(r"control\d*(__.*)?")   # unlearn.py's benign fine-tunes: <base>__control, __control<k>
 EXACT_MAX_N = 8  # up to 8! = 40,320 orderings: exact permutation p-value; above, scipy's t approximation
 
 
@@ -49,6 +67,7 @@ class ModelEntry:
     model: str
     slug: str
     label: str
+    identity: dict = field(default_factory=dict)   # method, seed, strength, reached (unlearned/control)
 
 
 @dataclass
@@ -80,8 +99,11 @@ def discover_models(base: str, filtered: str | None, unlearned_dir: str | Path |
     for model in [*found, *extra_unlearned]:
         slug = model_slug(model)
         if slug not in {e.slug for e in entries}:
-            role = "control" if slug == f"{base_slug}__{CONTROL}" else "unlearned"
-            entries.append(ModelEntry(role, model, slug, short_label(slug, base_slug)))
+            label = short_label(slug, base_slug)
+            ident = read_identity(model, label)
+            role = "control" if CONTROL.fullmatch(label) or ident.method == "control" else "unlearned"
+            entries.append(ModelEntry(role, model, slug, label, {
+                METHOD: ident.method, "seed": ident.seed, "strength": ident.strength, "reached": ident.reached}))
     return entries
 
 
@@ -99,7 +121,7 @@ def collect(entries: list[ModelEntry], output_root: str | Path) -> Collected:
     rows, missing, curves = [], [], {a: [] for a in ATTACKS}
     references: dict[str, float | None] = {}
     for entry in entries:
-        row = {"model": entry.label, "slug": entry.slug, "role": entry.role}
+        row = {"model": entry.label, "slug": entry.slug, "role": entry.role, **entry.identity}
         for reader in READERS:
             if entry.role not in reader.roles:
                 continue
@@ -180,22 +202,30 @@ def spearman(x, y) -> tuple[float, float, int]:
     return rho, p, n
 
 
-def prediction_table(table: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
-    """One row per seed prediction: correlation across unlearned models, across all eligible
-    models, the filtered-vs-unlearned contrast and the verdict (see module docstring)."""
+def prediction_table(table: pd.DataFrame, alpha: float = 0.05, recovery: str = SPEED, n_boot: int = N_BOOT,
+                     seed: int = 0) -> pd.DataFrame:
+    """One row per seed prediction: the population correlations with their method-cluster
+    intervals and Holm-corrected verdicts, the plain Spearman ρ and permutation p (descriptive,
+    also with the filtered model), and the filtered-vs-unlearned contrast (see module docstring)."""
     eligible = table[relearning_eligible(table)]
     unlearned = eligible[eligible["role"] == "unlearned"]
+    if METHOD not in unlearned:
+        unlearned = unlearned.assign(**{METHOD: unlearned["model"]})
     filtered = table[table["role"] == "filtered"]
     rows = []
     for pred in PREDICTIONS:
-        rec = {"prediction": pred.name, "signature": pred.key, "brittle_if": pred.brittle_if, "claim": pred.claim}
-        if pred.key not in table.columns or SPEED not in table.columns:
-            rec.update(verdict="not tested", reason=f"no {pred.key if pred.key not in table else SPEED} values")
+        rec = {"prediction": pred.name, "signature": pred.key, "brittle_if": pred.brittle_if, "claim": pred.claim,
+               "recovery": recovery}
+        if pred.key not in table.columns or recovery not in table.columns:
+            rec.update(reason=f"no {pred.key if pred.key not in table else recovery} values")
             rows.append(rec)
             continue
-        rho, p, n = spearman(unlearned[pred.key], unlearned[SPEED])
-        rho_all, p_all, n_all = spearman(eligible[pred.key], eligible[SPEED])
+        rho, p, n = spearman(unlearned[pred.key], unlearned[recovery])
+        rho_all, p_all, n_all = spearman(eligible[pred.key], eligible[recovery])
         rec.update(rho_unlearned=rho, p_unlearned=p, n_unlearned=n, rho_all=rho_all, p_all=p_all, n_all=n_all)
+        corr = correlate(unlearned, pred.key, recovery, n_boot, seed) if PRE_ATTACK in unlearned else {}
+        corr.pop("rho", None)   # = rho_unlearned, where the pre-attack accuracy is known for every model
+        rec.update(corr)
         f_value = float(filtered[pred.key].iloc[0]) if len(filtered) and pd.notna(filtered[pred.key].iloc[0]) else math.nan
         u_median = float(unlearned[pred.key].median()) if len(unlearned) else math.nan
         rec.update(filtered_value=f_value, unlearned_median=u_median)
@@ -204,15 +234,17 @@ def prediction_table(table: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
         else:
             rec["contrast"] = "n/a"
         if not math.isfinite(rho):
-            rec.update(verdict="not tested", reason=f"{n} unlearned model(s) with both numbers (need >= 3, not constant)")
-        elif p < alpha and np.sign(rho) == pred.brittle_if:
-            rec.update(verdict="held", reason=f"rho = {rho:+.2f}, p = {p:.2g}, n = {n}")
-        elif p < alpha:
-            rec.update(verdict="reversed", reason=f"rho = {rho:+.2f}, p = {p:.2g}, n = {n}")
-        else:
-            rec.update(verdict="not supported", reason=f"rho = {rho:+.2f}, p = {p:.2g}, n = {n}")
+            rec["reason"] = f"{n} unlearned model(s) with both numbers (need >= 3, not constant)"
         rows.append(rec)
-    return pd.DataFrame(rows)
+    rows = judge(rows, [r["brittle_if"] for r in rows], alpha)
+    for r in rows:
+        if "reason" not in r:
+            r["reason"] = (f"rho = {r['rho_unlearned']:+.2f}, 95 % interval [{_fmt(r.get('rho_low'), 2)}, "
+                           f"{_fmt(r.get('rho_high'), 2)}] over {r.get('n_methods', 0)} methods, "
+                           f"Holm p = {_fmt(r.get('rho_p_holm'), 2)}, n = {r['n_unlearned']}")
+    # The registry's column order (brittle/steps.py), whatever rows were testable.
+    order = [c.name for c in steps.step("report").file("report_predictions.csv").columns]
+    return pd.DataFrame(rows).reindex(columns=order)
 
 
 def prediction_sentences(preds: pd.DataFrame) -> list[str]:
@@ -228,33 +260,14 @@ def prediction_sentences(preds: pd.DataFrame) -> list[str]:
                     "n/a": "no filtered-vs-unlearned contrast is available"}[r.contrast]
         verb = {"held": "held", "reversed": "did not hold (the relation runs the other way)",
                 "not supported": "did not hold (no clear relation)"}[r.verdict]
-        out.append(f"**{r.prediction} -> brittle: {verb}.** {claim}: across unlearned models "
-                   f"{r.reason} between `{r.signature}` and recovery speed; {contrast} "
+        partial = getattr(r, "partial_rho", math.nan)
+        partial_text = (f"; after accounting for the pre-attack accuracy, partial ρ = {partial:+.2f} "
+                        f"[{_fmt(r.partial_rho_low, 2)}, {_fmt(r.partial_rho_high, 2)}] ({r.verdict_partial})"
+                        if isinstance(partial, float) and math.isfinite(partial) else "")
+        out.append(f"**{r.prediction} -> brittle: {verb}.** {claim}: between `{r.signature}` and recovery "
+                   f"across unlearned models, {r.reason}{partial_text}; {contrast} "
                    f"({_fmt(r.filtered_value)} vs {_fmt(r.unlearned_median)}).")
     return out
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    value = float(value)
-    if value == int(value) and abs(value) < 1e6:
-        return str(int(value))
-    return f"{value:.{digits}g}"
-
-
-def markdown_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
-    """A GitHub markdown table of ``frame``'s ``columns`` (name -> header); absent columns as '–'."""
-    head = "| " + " | ".join(columns.values()) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    lines = [head, rule]
-    for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(_fmt(row.get(c)) if c in row else "–" for c in columns) + " |")
-    return "\n".join(lines)
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -271,6 +284,18 @@ def signature_columns() -> dict[str, str]:
 
 def scatter_keys() -> list[str]:
     return [n.key for n in numbers().values() if n.signature]
+
+
+def scatter_titles(unlearned: pd.DataFrame, keys: list[str], recovery: str, n_boot: int = N_BOOT,
+                   seed: int = 0) -> dict[str, str]:
+    """Each scatter panel's statistic line: ρ with its method-bootstrap interval and the counts."""
+    out = {}
+    for key in keys:
+        c = correlate(unlearned, key, recovery, n_boot, seed) if len(unlearned) and PRE_ATTACK in unlearned else {}
+        rho = c.get("rho", math.nan)
+        out[key] = (f"ρ={rho:+.2f} [{_fmt(c['rho_low'], 2)}, {_fmt(c['rho_high'], 2)}], {c['n_methods']} methods"
+                    if math.isfinite(rho) else f"ρ n/a (n={c.get('n', 0)})")
+    return out
 
 
 def budget(table: pd.DataFrame) -> str:
@@ -301,9 +326,12 @@ def claims(table: pd.DataFrame, got: Collected) -> list[str]:
 
 
 def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry], got: Collected, preds: pd.DataFrame,
-           eligible: pd.Series, figures: dict[str, Path], outdir: Path, alpha: float) -> str:
-    """The markdown page: missing steps, knowledge and brittleness, signatures, recovery curves,
-    signatures against recovery speed, the predictions' verdicts, and how each number is formed."""
+                    eligible: pd.Series, figures: dict[str, Path], outdir: Path, alpha: float, cv: dict,
+                    recovery: str = SPEED) -> str:
+    """The markdown page: what the run found, missing steps, knowledge and brittleness, recovery
+    three ways, signatures, recovery curves, signatures against recovery with their intervals,
+    whether the signatures predict recovery together, the predictions' verdicts, and how each
+    number is formed."""
     table = got.table
     steps_done = budget(table)
     labels = {k: n.label for k, n in numbers().items()}
@@ -316,6 +344,7 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
                 "model's weight-change norm (`unlearn.py --method control`): a signature an unlearned model "
                 "shares with it is a property of any edit of that size, not of unlearning; it is not in the "
                 "correlations." if any(e.role == "control" for e in entries) else ""), ""]
+    lines += ["## What this run found", "", *findings(preds, cv, table, recovery, alpha)]
 
     lines += ["## Missing steps", ""]
     if got.missing:
@@ -352,6 +381,8 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
         lines += [f"Left out of the correlations (hazard accuracy before the attack already above the half-gap "
                   f"threshold, i.e. the knowledge was never hidden): {', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
 
+    lines += recovery_section(table)
+
     lines += ["## Signatures", "", "Each unlearned model, the control edit and the filtered model against the base. "
               "Bracketed columns are baselines (what a change proportional to W, or a random update, gives). "
               "Base → filtered compares two models trained from scratch (see cos(W_a, W_b)): its weight-space "
@@ -365,18 +396,20 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
         else:
             lines += [f"No `{attack}` relearning curves found.", ""]
 
-    lines += ["## Signatures against recovery speed", "",
-              "Recovery speed = hazard-attack recovery AUC. Spearman rank correlation across the unlearned "
-              f"models that hid the knowledge; a prediction holds when the sign is as predicted with p < {alpha}.", ""]
+    lines += ["## Signatures against recovery", "",
+              f"Recovery = the hazard attack's {RECOVERY_WORDS.get(recovery, recovery)}. Spearman rank correlation "
+              "across the unlearned models that hid the knowledge (ρ), the same after accounting for each model's "
+              "hazard accuracy before the attack (partial ρ: a signature that only tracks how much was forgotten has "
+              "a partial ρ near 0), and within methods (each model's numbers minus its method's mean). Intervals: "
+              f"95 % percentile bootstrap over {N_BOOT} resamples of whole methods (seeded). A prediction holds when "
+              f"the interval of ρ lies on the predicted side of 0 and its bootstrap p, Holm-corrected over the "
+              f"predictions tested, is below {alpha}; reversed, the same on the other side. The control edit(s) and "
+              "the filtered model are drawn on every panel as references and are in no correlation.", ""]
     if "scatter" in figures:
         lines += [f"![signatures vs recovery]({figures['scatter'].relative_to(outdir).as_posix()})", ""]
     if len(preds):
-        shown = preds.assign(direction=preds["brittle_if"].map({1: "higher → brittle", -1: "lower → brittle"}))
-        lines.append(markdown_table(shown, {
-            "prediction": "prediction", "signature": "signature", "direction": "predicted",
-            "rho_unlearned": "ρ (unlearned)", "p_unlearned": "p", "n_unlearned": "n", "rho_all": "ρ (incl. filtered)",
-            "filtered_value": "filtered", "unlearned_median": "unlearned median", "contrast": "contrast",
-            "verdict": "verdict"}))
+        lines.append(correlation_table(preds))
+    lines += ["", *predictive_section(cv)]
     lines += ["", "## Which seed predictions held on this run", ""]
     lines += [f"- {s}" for s in prediction_sentences(preds)] if len(preds) else ["No predictions could be tested."]
     lines += ["", "## How each number is formed", ""]

@@ -350,14 +350,37 @@ def evaluation(path: Path, model: str) -> dict:
 
 RELEARNING_COLUMNS = ("acc_start", "acc_final", "steps_to_half_gap", "auc_recovery_log", "recovered_final",
                       "half_gap_threshold", "steps_budget")
+# The three recovery measures, each with a Student-t interval over the attack seeds.
+RECOVERY_MEASURES = ("recovered_final", "auc_recovery_log", "pre_unlearning_frac")
 
 
 def relearning(path: Path, model: str, prefix: str = "hazard") -> dict:
     """relearn.py's ``summary.csv``, its seed == "mean" row (the seed-mean curve): acc_start,
     acc_final, steps_to_half_gap (NaN = not reached), auc_recovery_log, recovered_final,
-    half_gap_threshold, steps_budget; keys prefixed with the attack name."""
-    row = _one_row(read_table(path, ["seed", *RELEARNING_COLUMNS]), path, seed="mean")
-    return {f"{prefix}_{c}": (float(row[c]) if pd.notna(row[c]) else np.nan) for c in RELEARNING_COLUMNS}
+    half_gap_threshold, steps_budget; pre_unlearning_frac = acc_final / base_acc, the share of the
+    base (pre-unlearning) model's accuracy back after the attack (Deeb & Roger 2024). For
+    recovered_final, auc_recovery_log and pre_unlearning_frac also ``_low``/``_high``: the 95 %
+    Student-t interval of the mean over the per-seed rows (NaN with one seed), and n_seeds. Keys
+    prefixed with the attack name."""
+    from brittle.recovery import mean_interval, pre_unlearning_fraction
+
+    frame = read_table(path, ["seed", "base_acc", *RELEARNING_COLUMNS])
+    row = _one_row(frame, path, seed="mean")
+    out = {f"{prefix}_{c}": (float(row[c]) if pd.notna(row[c]) else np.nan) for c in RELEARNING_COLUMNS}
+    seeds = frame[frame["seed"].astype(str) != "mean"]
+    per_seed = {"recovered_final": seeds["recovered_final"], "auc_recovery_log": seeds["auc_recovery_log"]}
+    base = float(row["base_acc"]) if pd.notna(row["base_acc"]) else np.nan
+    if base > 0:
+        out[f"{prefix}_pre_unlearning_frac"] = pre_unlearning_fraction(float(row["acc_final"]), base)
+        per_seed["pre_unlearning_frac"] = pd.Series(pre_unlearning_fraction(seeds["acc_final"].to_numpy(float), base))
+    else:
+        out[f"{prefix}_pre_unlearning_frac"] = np.nan
+        per_seed["pre_unlearning_frac"] = pd.Series([np.nan])
+    for measure in RECOVERY_MEASURES:
+        _, low, high = mean_interval(pd.to_numeric(per_seed[measure], errors="coerce").to_numpy(float))
+        out.update({f"{prefix}_{measure}_low": low, f"{prefix}_{measure}_high": high})
+    out[f"{prefix}_n_seeds"] = float(len(seeds))
+    return out
 
 
 def _relearning_reader(attack: str):
@@ -367,10 +390,18 @@ def _relearning_reader(attack: str):
     return read
 
 
+def _relearning_numbers(attack: str) -> list[Number]:
+    label = f"{attack} attack:"
+    return [*[Number(f"{attack}_{c}", f"{label} {c.replace('_', ' ')}") for c in RELEARNING_COLUMNS],
+            Number(f"{attack}_pre_unlearning_frac", f"{label} acc after / base acc"),
+            *[Number(f"{attack}_{m}_{end}", f"{label} {m.replace('_', ' ')} ({end}, seeds)")
+              for m in RECOVERY_MEASURES for end in ("low", "high")],
+            Number(f"{attack}_n_seeds", f"{label} seeds")]
+
+
 for _attack in ("hazard", "benign"):
     # Attacking the base is optional: its missing relearning folder is not a missing step.
-    reads("relearning", f"{_attack}/summary.csv",
-          *[Number(f"{_attack}_{c}", f"{_attack} attack: {c.replace('_', ' ')}") for c in RELEARNING_COLUMNS],
+    reads("relearning", f"{_attack}/summary.csv", *_relearning_numbers(_attack),
           roles=EVERY, optional=("base",))(_relearning_reader(_attack))
 
 

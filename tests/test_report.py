@@ -283,3 +283,64 @@ def test_a_step_the_data_cannot_feed_is_not_applicable_rather_than_missing(tree)
     report.main(_argv(tree, "--data-dir", str(data)))
     missing = (tree / "outputs" / "report.md").read_text().split("## Missing steps")[1].split("##")[0]
     assert "(`knowledge_probe_summary.csv`) missing for" in missing and "Not applicable" not in missing
+
+
+def test_population_identity_clusters_and_seed_intervals(tree):
+    """A second ga model (seed 1, calibrated) joins ga's cluster: n models grows, n methods does
+    not; a __control2 folder is a control (in no correlation); the hazard attack's three recovery
+    measures get Student-t intervals over the summary's seed rows (oracle: scipy.stats.t by hand);
+    the page opens with what the run found and names how few clusters it had."""
+    import report
+
+    out, models = tree / "outputs", tree / "unlearned_models"
+    for slug, meta in ((f"{BASE}__ga__s1__matched", {"method": "ga", "seed": 1}),
+                       (f"{BASE}__control2", {"method": "control", "seed": 2})):
+        (models / slug).mkdir()
+        (models / slug / "config.json").write_text("{}")
+        (models / slug / "run_meta.json").write_text(json.dumps({"params": meta}))
+        _write_model(out, slug, "unlearned", speed=0.28, rel=0.015, attn_share=0.3, rank=5.5)
+    (models / f"{BASE}__ga__s1__matched" / "calibration.json").write_text(json.dumps(
+        {"strength": "matched", "target_hazard": 0.3, "tolerance": 0.05, "reached": True}))
+    # three attack seeds for npo: acc_final 0.80, 0.85, 0.90; recovered_final and AUC per seed
+    path = out / f"{BASE}__npo" / "relearning" / "hazard" / "summary.csv"
+    summary = pd.read_csv(path, dtype={"seed": str})
+    seed_row = summary[summary["seed"] == "0"].iloc[0]
+    finals = np.array([0.80, 0.85, 0.90])
+    rows = [seed_row.to_dict() | {"seed": str(i), "acc_final": a, "recovered_final": (a - FILT_ACC) / (BASE_ACC - FILT_ACC),
+                                  "auc_recovery_log": seed_row["auc_recovery_log"] + 0.01 * i}
+            for i, a in enumerate(finals)]
+    mean = rows[0] | {"seed": "mean", "acc_final": finals.mean(), "recovered_final": np.mean([r["recovered_final"] for r in rows]),
+                      "auc_recovery_log": np.mean([r["auc_recovery_log"] for r in rows])}
+    pd.DataFrame([*rows, mean]).to_csv(path, index=False)
+
+    assert report.main(_argv(tree, "--n-boot", "300")) == 0
+    table = pd.read_csv(out / "report_table.csv").set_index("model")
+    assert table.loc["ga__s1__matched", "method"] == "ga" and table.loc["ga__s1__matched", "strength"] == "matched"
+    assert bool(table.loc["ga__s1__matched", "reached"]) is True and table.loc["ga", "strength"] == "default"
+    assert table.loc["control2", "role"] == "control"
+    frac = finals / BASE_ACC
+    half = stats.t.ppf(0.975, 2) * frac.std(ddof=1) / math.sqrt(3)
+    assert table.loc["npo", "hazard_pre_unlearning_frac"] == pytest.approx(frac.mean())
+    assert table.loc["npo", "hazard_pre_unlearning_frac_low"] == pytest.approx(frac.mean() - half)
+    assert table.loc["npo", "hazard_pre_unlearning_frac_high"] == pytest.approx(frac.mean() + half)
+    assert table.loc["npo", "hazard_n_seeds"] == 3 and np.isnan(table.loc["ga", "hazard_recovered_final_low"])
+    preds = pd.read_csv(out / "report_predictions.csv").set_index("prediction")
+    assert preds.loc["small", "n_unlearned"] == 6 and preds.loc["small", "n_methods"] == 5   # cb excluded
+    assert np.isfinite(preds.loc["small", "rho_low"]) and preds.loc["small", "rho_low"] <= preds.loc["small", "rho_high"]
+    text = (out / "report.md").read_text()
+    assert text.index("## What this run found") < text.index("## Missing steps")
+    found = text.split("## What this run found")[1].split("##")[0]
+    assert "from 5 methods" in found and "5 clusters are few" in found and "Within-method correlations rest on the 1 method" in found
+    assert "## Recovery, three ways" in text and "## Do the signatures together predict recovery?" in text
+
+
+@pytest.mark.parametrize("pre, sig, both, expected", [
+    (-1.6, 0.02, 0.015, "nothing predicts recovery"),          # run6 --recovery final: no model beats the mean
+    (0.1, 0.8, 0.85, "add predictive power beyond"),
+    (0.8, 0.1, 0.82, "add nothing clear beyond"),
+    (0.8, -0.5, 0.3, "makes held-out prediction worse")])
+def test_gain_sentence_reads_the_r2s(pre, sig, both, expected):
+    from brittle.report_population import gain_sentence
+
+    cv = {"n": 10, "n_methods": 10, "features": ["a", "b"], "r2_pre_attack": pre, "r2_signatures": sig, "r2_both": both}
+    assert expected in gain_sentence(cv)
