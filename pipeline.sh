@@ -243,25 +243,29 @@ unlearn_group() {  # unlearn_group SPEC...: each SPEC method:seed:strength:outdi
 base_slug="$(slug "$BASE_MODEL")"
 
 # --- 4. base -> filtered first, alone: it fills the base model's activation cache -----------------
-stage "base and filtered"
-# (an array task of --part finds it done by the --setup-only job and skips the step starts)
-[[ -z "$part_index" ]] && compare "$BASE_MODEL" "$FILTERED_MODEL"
+# (in the default run it goes alongside the unlearning, below; an array task of --part finds it
+# done by the --setup-only job and skips the step starts)
+if [[ $population == 1 || $setup_only == 1 ]] && [[ -z "$part_index" ]]; then
+  stage "base and filtered"
+  compare "$BASE_MODEL" "$FILTERED_MODEL"
+fi
 [[ $setup_only == 1 ]] && { echo "setup done (--setup-only): data, base, filtered and their comparison"; exit 0; }
 
 if [[ $population == 0 ]]; then
   # --- 5. Unlearned models: ours (one per method) plus the preset's published ones ----------------
   stage "unlearning"
+  # base -> filtered needs no unlearned model: it runs beside the unlearning, one job of the pool
+  background base_vs_filtered compare "$BASE_MODEL" "$FILTERED_MODEL"
   unlearned=("${unlearned_flag[@]}")
   if [[ ${#unlearned_flag[@]} == 0 ]]; then
     specs=()
     for method in ${UNLEARN_METHODS:-}; do specs+=("$method:0:default:unlearned_models/${base_slug}__$method"); done
-    if [[ $do_unlearn == 1 && ${#specs[@]} -gt 0 ]]; then
-      part=0
-      while read -r -a group; do
-        part=$((part + 1)); background "unlearn_part$part" unlearn_group "${group[@]}"
-      done < <(deal "$jobs_max" "${specs[@]}")
-      wait_background
+    if [[ $do_unlearn == 1 ]]; then   # one job per method (one process each in any case)
+      for spec in "${specs[@]}"; do background "unlearn_${spec%%:*}" unlearn_group "$spec"; done
     fi
+  fi
+  wait_background
+  if [[ ${#unlearned_flag[@]} == 0 ]]; then
     made=()
     for spec in "${specs[@]}"; do [[ -f "${spec##*:}/config.json" ]] && made+=("${spec##*:}"); done
     # The control edit: a benign fine-tune on retain text, as large a weight change as the median
@@ -294,8 +298,10 @@ else
       done
     done
   done
-  population_part() {  # population_part SPEC...: make these models, then run their steps
-    local spec made=()
+  population_part() {  # population_part I SPEC...: make these models, then run their steps (part 1
+    local spec made=()  # also runs the base's and the filtered model's: 2 models more of ~60)
+    [[ "$1" == 1 ]] && made=("$BASE_MODEL" "$FILTERED_MODEL")
+    shift
     unlearn_group "$@"
     for spec in "$@"; do made+=("${spec##*:}"); done
     model_steps "${made[@]}"
@@ -305,16 +311,15 @@ else
   if [[ -n "$part_index" ]]; then
     [[ $part_index -le ${#groups[@]} ]] || fail "--part $part_index/$part_count: only ${#groups[@]} group(s) for ${#specs[@]} models"
     read -r -a group <<< "${groups[$((part_index - 1))]}"
-    population_part "${group[@]}"
+    population_part "$part_index" "${group[@]}"
     echo "part $part_index/$part_count done: ${#group[@]} model(s)"
     exit 0
   fi
   [[ $part_count == "$jobs_max" ]] || fail "internal: parts $part_count != jobs $jobs_max"
   for i in "${!groups[@]}"; do
     read -r -a group <<< "${groups[$i]}"
-    background "population_part$((i + 1))" population_part "${group[@]}"
+    background "population_part$((i + 1))" population_part "$((i + 1))" "${group[@]}"
   done
-  background base_filtered_steps model_steps "$BASE_MODEL" "$FILTERED_MODEL"
   wait_background
   # Control edits: benign fine-tunes as large as the median matched model, one per control seed
   stage "control edits"
