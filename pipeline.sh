@@ -19,14 +19,15 @@
 #          POPULATION_CONTROL_SEEDS control edits; docs/population.md), --setup-only (data, base,
 #          filtered, base -> filtered, then stop), --part I/N (population: make group I of N and run
 #          its steps, nothing else; after a --setup-only run; a last run without --part adds the
-#          control edits and the report).
+#          control edits and the report), --seeds "0 1" and --strengths "matched weak" (population:
+#          instead of the preset's POPULATION_SEEDS and POPULATION_STRENGTHS).
 # Each script owns its skip logic (a _DONE.json marker with matching parameters and inputs), so a
 # step behaves the same alone and here; this file only sequences them. The comparison steps and
 # whether each runs a model come from the step registry (uv run python -m brittle.steps).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,25p' "$0"; }
+usage() { sed -n '2,26p' "$0"; }
 fail() { echo "error: $*" >&2; exit 2; }
 preset=tiny
 force=()
@@ -40,9 +41,10 @@ jobs_max=""
 population=0
 setup_only=0
 part_index="" part_count=""
+seeds_flag="" strengths_flag=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --preset|--base|--filtered|--unlearned|--device|--output-root|--jobs|--part)
+    --preset|--base|--filtered|--unlearned|--device|--output-root|--jobs|--part|--seeds|--strengths)
       [[ $# -ge 2 && "$2" != --* ]] || fail "$1 needs a value (see ./pipeline.sh --help)"
       case "$1" in
         --preset) preset="$2" ;;
@@ -52,6 +54,8 @@ while [[ $# -gt 0 ]]; do
         --device) device="$2" ;;
         --output-root) root="$2" ;;
         --jobs) [[ "$2" =~ ^[1-9][0-9]*$ ]] || fail "--jobs needs a positive integer, got '$2'"; jobs_max="$2" ;;
+        --seeds) seeds_flag="$2" ;;
+        --strengths) strengths_flag="$2" ;;
         --part) [[ "$2" =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ && ${BASH_REMATCH[1]} -le ${BASH_REMATCH[2]} ]] \
                   || fail "--part needs I/N with 1 <= I <= N, got '$2'"
                 part_index="${BASH_REMATCH[1]}" part_count="${BASH_REMATCH[2]}" ;;
@@ -66,6 +70,11 @@ while [[ $# -gt 0 ]]; do
     *) fail "unknown argument '$1' (see ./pipeline.sh --help)" ;;
   esac
 done
+
+[[ -n "$part_index" && $population == 0 ]] && fail "--part splits the population: use it with --population"
+[[ -n "$seeds_flag$strengths_flag" && $population == 0 ]] && fail "--seeds and --strengths span the population: use them with --population"
+for s in $strengths_flag; do [[ "$s" == matched || "$s" == weak ]] || fail "--strengths takes matched and/or weak, got '$s'"; done
+for s in $seeds_flag; do [[ "$s" =~ ^[0-9]+$ ]] || fail "--seeds takes integers, got '$s'"; done
 
 env_file="presets/${preset}.env"
 [[ -f "$env_file" ]] || fail "no preset file $env_file (known: $(ls presets | sed 's/\.env//' | tr '\n' ' '))"
@@ -92,7 +101,6 @@ cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 if [[ -z "$jobs_max" ]]; then
   if [[ "${CPU_THREADS:-}" == 1 ]]; then jobs_max=$cores; else jobs_max=1; fi
 fi
-[[ -n "$part_index" && $population == 0 ]] && fail "--part splits the population: use it with --population"
 part_count="${part_count:-$jobs_max}"
 common=(--preset "$preset" --output-root "$root" "${force[@]}")
 started=$(date +%s)
@@ -288,8 +296,11 @@ else
   # --- 5'. The population: every method x seed x strength, then the control edits ---------------
   # POPULATION_SEEDS and POPULATION_STRENGTHS (preset) span it; each model is unlearned and then goes
   # through every step in the same job, so --part I/N (one group of N) is a cluster array task.
-  read -r -a pop_seeds <<< "${POPULATION_SEEDS:-0 1 2}"
-  read -r -a pop_strengths <<< "${POPULATION_STRENGTHS:-matched weak}"
+  read -r -a pop_seeds <<< "${seeds_flag:-${POPULATION_SEEDS:-0 1 2}}"
+  read -r -a pop_strengths <<< "${strengths_flag:-${POPULATION_STRENGTHS:-matched weak}}"
+  for strength in "${pop_strengths[@]}"; do
+    [[ "$strength" == matched || "$strength" == weak ]] || fail "POPULATION_STRENGTHS takes matched and/or weak, got '$strength'"
+  done
   specs=()
   for method in ${UNLEARN_METHODS:-}; do
     for seed in "${pop_seeds[@]}"; do

@@ -305,7 +305,10 @@ def test_pipeline_help_installs_nothing(tmp_path):
 @pytest.mark.parametrize("script,args", [("pipeline.sh", ["--preset"]), ("pipeline.sh", ["--preset", "--force"]),
                                          ("create_all_unlearning_models.sh", ["--methods"]),
                                          ("pipeline.sh", ["--bogus"]), ("pipeline.sh", ["--preset", "nope"]),
-                                         ("pipeline.sh", ["--jobs", "0"])])
+                                         ("pipeline.sh", ["--jobs", "0"]), ("pipeline.sh", ["--part", "1/2"]),
+                                         ("pipeline.sh", ["--population", "--part", "3/2"]),
+                                         ("pipeline.sh", ["--seeds", "0"]),
+                                         ("pipeline.sh", ["--population", "--strengths", "strong"])])
 def test_shell_runners_reject_bad_arguments_in_one_line(script, args, tmp_path):
     run = subprocess.run(["/bin/bash", str(ROOT / script), *args], capture_output=True, text=True,
                          env=_fake_path(tmp_path), timeout=60)
