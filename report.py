@@ -64,7 +64,7 @@ def build_parser(argv=None):
 
 def build_report(args) -> int:
     from brittle.io import model_slug, save_figure, write_csv, write_text
-    from brittle.plotting.recovery import plot_recovery_curves
+    from brittle.plotting.recovery import plot_recovery_curves, plot_time_to_recovery
     from brittle.plotting.report import signature_scatter
     from brittle.population import RECOVERY, predictive_power
     from brittle.presets import data_dir, load_preset
@@ -110,6 +110,9 @@ def build_report(args) -> int:
         fig = plot_recovery_curves(curve, references=got.references,
                                    title=f"{attack} attack: hazard accuracy on held-out facts")
         figures[attack] = save_figure(outdir / FIGURES / f"recovery_{attack}.png", fig)
+        fig = plot_time_to_recovery(table, attack)
+        if fig is not None:
+            figures[f"time_{attack}"] = save_figure(outdir / FIGURES / f"time_to_recovery_{attack}.png", fig)
     if recovery in table.columns:
         fig = signature_scatter(table, keys, recovery, eligible, scatter_titles(unl, keys, recovery, args.n_boot, args.seed))
         if fig is not None:

@@ -395,6 +395,10 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
             lines += [f"![{attack} attack]({figures[attack].relative_to(outdir).as_posix()})", ""]
         else:
             lines += [f"No `{attack}` relearning curves found.", ""]
+        if f"time_{attack}" in figures:
+            lines += [f"Steps until half the base-minus-filtered gap came back, on a log axis (open triangles: "
+                      f"not within the budget, so slow is not drawn as robust):", "",
+                      f"![{attack} time to recovery]({figures[f'time_{attack}'].relative_to(outdir).as_posix()})", ""]
 
     lines += ["## Signatures against recovery", "",
               f"Recovery = the hazard attack's {RECOVERY_WORDS.get(recovery, recovery)}. Spearman rank correlation "

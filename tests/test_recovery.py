@@ -87,3 +87,26 @@ def test_mean_interval_equals_scipy_t_interval():
     assert (low, high) == pytest.approx(ref)
     one = mean_interval([0.5, np.nan])
     assert one[0] == 0.5 and math.isnan(one[1]) and math.isnan(one[2])
+
+
+def test_time_to_recovery_draws_censored_models_at_the_budget_not_as_crossings():
+    import pandas as pd
+
+    from brittle.plotting.recovery import plot_time_to_recovery
+
+    table = pd.DataFrame({
+        "role": ["unlearned", "unlearned", "unlearned", "filtered", "base"],
+        "method": ["npo", "npo", "rmu", None, None],
+        "strength": ["matched", "weak", "matched", None, None],
+        "hazard_steps_to_half_gap": [20.0, float("nan"), 5.0, float("nan"), 0.0],
+        "hazard_steps_budget": [400.0, 400.0, 400.0, 400.0, 400.0],
+    })
+    fig = plot_time_to_recovery(table, "hazard")
+    ax = fig.axes[0]
+    points = [(c.get_offsets()[0][1], c.get_paths()[0]) for c in ax.collections]
+    ys = sorted(y for y, _ in points)
+    assert ys == [5.0, 20.0, 400.0, 400.0]           # two crossings, two censored at the budget; no base
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["npo", "rmu", "filtered"]
+    # a table without relearning results gives no figure rather than an empty one
+    assert plot_time_to_recovery(table.drop(columns=["hazard_steps_budget"]), "hazard") is None

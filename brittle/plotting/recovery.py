@@ -65,3 +65,58 @@ def plot_recovery_curves(curves: pd.DataFrame, label_column: str = "model",
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_time_to_recovery(table: pd.DataFrame, attack: str = "hazard"):
+    """Steps until half the base-minus-filtered gap came back, per model, on a log axis, grouped by
+    method (x) and strength (marker), so that models that recover in 2 steps and in 500 both stay
+    readable. A model that never crossed within the budget is drawn at the budget with an upward
+    triangle (right-censored: it would take longer), never as if it had crossed there. The filtered
+    model and the control edits sit at the right as references.
+
+    ``table``: the report table (one row per model; columns ``role``, ``method``, ``strength``,
+    ``<attack>_steps_to_half_gap`` (NaN: not reached), ``<attack>_steps_budget``). Returns the figure,
+    or None when no model has a relearning result for ``attack``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    steps_col, budget_col = f"{attack}_steps_to_half_gap", f"{attack}_steps_budget"
+    if steps_col not in table.columns or budget_col not in table.columns:
+        return None
+    rows = table[table[budget_col].notna() & table["role"].isin(["unlearned", "filtered", "control"])]
+    if rows.empty:
+        return None
+    groups = sorted(rows.loc[rows["role"] == "unlearned", "method"].dropna().unique().tolist())
+    groups += [g for g in ("control", "filtered") if (rows["role"] == g).any()]
+    x_of = {g: i for i, g in enumerate(groups)}
+    markers = {"matched": "o", "weak": "s", "default": "D"}
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(groups) + 2), 3.8))
+    jitter = np.random.default_rng(0)   # fixed: the same table gives the same picture
+    for _, r in rows.iterrows():
+        group = r["role"] if r["role"] in ("control", "filtered") else r["method"]
+        if group not in x_of:
+            continue
+        x = x_of[group] + jitter.uniform(-0.15, 0.15)
+        censored = not np.isfinite(r[steps_col])
+        y = max(float(r[budget_col] if censored else r[steps_col]), 1.0)   # step 0 drawn at 1 on the log axis
+        color = {"filtered": "tab:red", "control": "tab:green"}.get(r["role"], "tab:blue")
+        marker = "^" if censored else markers.get(str(r.get("strength", "default")), "o")
+        ax.scatter([x], [y], marker=marker, color=color, alpha=0.75, s=28,
+                   facecolors="none" if censored else color)
+    budget = float(rows[budget_col].max())
+    ax.axhline(budget, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, rotation=45, ha="right")
+    ax.set_ylabel("steps to half the gap (log)")
+    handles = [plt.Line2D([], [], ls="", marker=m, color="tab:blue", label=s) for s, m in markers.items()
+               if (rows.get("strength", pd.Series(dtype=str)) == s).any()]
+    handles.append(plt.Line2D([], [], ls="", marker="^", color="grey", markerfacecolor="none",
+                              label=f"not within the budget ({budget:.0f} steps)"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    ax.set_title(f"{attack} attack: time to recovery per model")
+    fig.tight_layout()
+    return fig
