@@ -104,10 +104,10 @@ def plan_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | No
         positions += range(start, start + n)
         targets += seq[len(seq) - n:]
         owners += [p] * n
+    # sorted by input row, so each batch's scored tokens are one contiguous slice
     order = np.argsort(np.asarray(rows), kind="stable")
-    as_int = lambda values: np.asarray(values, dtype=np.int64)[order]  # noqa: E731
-    return ScoringPlan([list(s) for s in kept], as_int(rows), as_int(positions), as_int(targets), as_int(owners),
-                       np.asarray(n_cont, dtype=np.int64))
+    row, position, target, pair = (np.asarray(v, dtype=np.int64)[order] for v in (rows, positions, targets, owners))
+    return ScoringPlan([list(s) for s in kept], row, position, target, pair, np.asarray(n_cont, dtype=np.int64))
 
 
 @torch.no_grad()
