@@ -110,7 +110,9 @@ def run_attack(args, argv) -> int:
     with run.timed("load_data"):
         data = relearning.load_attack_data(s, args.max_retain)
     with run.timed("references"):
-        refs = relearning.reference_accuracies(args, data["hazard"], device, compute_dtype, s.eval_batch_size)
+        # cached across attacks and runs under <output-root>/_reference_cache (keyed by weights and questions)
+        refs = relearning.reference_accuracies(args, data["hazard"], device, compute_dtype, s.eval_batch_size,
+                                               cache_dir=Path(args.output_root) / "_reference_cache")
 
     # wandb when WANDB_API_KEY is set (brittle.tracking), a silent null tracker otherwise.
     tracker = start_run("relearn", name=f"{model_slug(args.model)}-{args.attack}", config=params)

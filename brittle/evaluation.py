@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from brittle.batched_scoring import plan_pairs, run_plan
 from brittle.errors import UserError, require_finite
 from brittle.io import read_jsonl, read_lines
 from brittle.padding import pad_id, right_pad
@@ -60,17 +61,6 @@ def _device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    # lm-evaluation-harness: a trailing space of the context belongs to the continuation.
-    n_spaces = len(context) - len(context.rstrip(" "))
-    if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = tokenizer(context + continuation)["input_ids"]
-    ctx = tokenizer(context)["input_ids"]
-    return whole[: len(ctx)], whole[len(ctx):]
-
-
 @torch.no_grad()
 def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 16,
                           max_length: int | None = None, progress: bool = False,
@@ -79,39 +69,39 @@ def continuation_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], ba
 
     Natural log, float64 sums of float32 log-softmax. Sequences longer than ``max_length`` lose
     context tokens on the left; the continuation is always kept whole. Inputs go to ``device``
-    (default: where the model's parameters are).
+    (default: where the model's parameters are). Pairs that share their tokens up to the last are
+    run once (``brittle.batched_scoring``); ``batch_size`` counts forward sequences.
     """
-    from tqdm.auto import tqdm
-
     device = torch.device(device) if device is not None else _device_of(model)
-    encoded = []
-    for context, continuation in pairs:
-        ctx, cont = _encode_pair(tokenizer, context, continuation)
-        if not cont:
-            raise UserError(f"empty continuation for context {context[:60]!r}")
-        seq = ctx + cont
-        if max_length and len(seq) > max_length:
-            seq = seq[-max_length:]
-        encoded.append((seq, len(cont)))
-    # Longest first: fewer padded positions per batch, and an out-of-memory error shows up at once.
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress):
-        idx = order[start:start + batch_size]
-        ids, mask = right_pad([encoded[i][0] for i in idx], pad_id(tokenizer))
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for row, i in enumerate(idx):
-            seq, n_cont = encoded[i]
-            length = len(seq)
-            # logits at position t predict token t+1; only the continuation's rows are normalised
-            # (a full [batch, length, vocab] float32 log-softmax of a 50k vocabulary is gigabytes)
-            logp = F.log_softmax(logits[row, length - n_cont - 1: length - 1].float(), dim=-1)
-            targets = torch.tensor(seq[length - n_cont:], device=logp.device)
-            picked = logp.gather(-1, targets[:, None])
-            out[i] = (float(picked.double().sum()), n_cont)
-    require_finite([ll for ll, _ in out], "a log-likelihood", "the model overflows (try --dtype float32)")
-    return out
+    plan = plan_pairs(tokenizer, pairs, max_length)
+    lls = run_plan(model, plan, pad_id(tokenizer), batch_size, device, progress, desc)
+    return [(float(ll), int(n)) for ll, n in zip(lls, plan.n_tokens)]
+
+
+def cloze_pairs(questions: Sequence[dict]) -> list[tuple[str, str]]:
+    """``(question, " " + choice)`` for every choice of every question, in order."""
+    return [(q["question"], " " + str(c)) for q in questions for c in q["choices"]]
+
+
+def cloze_frame(questions: Sequence[dict], lls: Sequence[float], n_tokens: Sequence[int],
+                normalization: str = "chars") -> pd.DataFrame:
+    """The :func:`cloze_scores` table from the log-likelihoods (nats) and continuation token counts
+    of :func:`cloze_pairs`' pairs (both (n_pairs,), in that order)."""
+    if normalization not in {"chars", "tokens", "none"}:
+        raise UserError(f"normalization must be chars, tokens or none, not {normalization!r}")
+    rows, k = [], 0
+    for q in questions:
+        n = len(q["choices"])
+        ll = [float(lls[k + j]) for j in range(n)]
+        if normalization == "chars":
+            score = [ll[j] / len(" " + str(q["choices"][j])) for j in range(n)]
+        elif normalization == "tokens":
+            score = [ll[j] / int(n_tokens[k + j]) for j in range(n)]
+        else:
+            score = list(ll)
+        k += n
+        rows.append(_row(q, score, ll))
+    return pd.DataFrame(rows)
 
 
 def cloze_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 16,
@@ -126,21 +116,9 @@ def cloze_scores(model, tokenizer, questions: Sequence[dict], batch_size: int = 
     """
     if normalization not in {"chars", "tokens", "none"}:
         raise UserError(f"normalization must be chars, tokens or none, not {normalization!r}")
-    pairs = [(q["question"], " " + str(c)) for q in questions for c in q["choices"]]
-    lls = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, progress, "cloze", device)
-    rows, k = [], 0
-    for q in questions:
-        n = len(q["choices"])
-        ll = [lls[k + j][0] for j in range(n)]
-        if normalization == "chars":
-            score = [ll[j] / len(pairs[k + j][1]) for j in range(n)]
-        elif normalization == "tokens":
-            score = [ll[j] / lls[k + j][1] for j in range(n)]
-        else:
-            score = list(ll)
-        k += n
-        rows.append(_row(q, score, ll))
-    return pd.DataFrame(rows)
+    lls = continuation_logprobs(model, tokenizer, cloze_pairs(questions), batch_size, max_length, progress,
+                                "cloze", device)
+    return cloze_frame(questions, [ll for ll, _ in lls], [n for _, n in lls], normalization)
 
 
 def mcqa_prompt(question: dict, subject: str = "biology") -> str:

@@ -130,20 +130,27 @@ def restricted_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.
     ``test_relation`` (n_test,) int relation ids, ``class_relation`` (n_classes_total,) the relation
     of each class id. A row whose relation has no training class gets -1 (always wrong).
     """
+    from threadpoolctl import threadpool_limits
+
+    # single-threaded BLAS, as in brittle.probes: many small products, slower multi-threaded
+    with threadpool_limits(1, user_api="blas"):
+        return _restricted_predictions(x_train, y_train, x_test, test_relation, class_relation, c, max_iter)
+
+
+def _restricted_predictions(x_train, y_train, x_test, test_relation, class_relation, c, max_iter) -> np.ndarray:
+    """:func:`restricted_predictions` in the caller's BLAS thread setting (entering
+    ``threadpool_limits`` costs about 10 ms, a few percent of a fit, so loops enter it once)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
 
     classes = np.unique(y_train)
     if len(classes) == 1:   # nothing to fit: the one class is the answer wherever it is allowed
         scores = np.zeros((len(x_test), 1))
     else:
-        # single-threaded BLAS, as in brittle.probes: many small products, slower multi-threaded
-        with threadpool_limits(1, user_api="blas"):
-            probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-            probe.fit(x_train, y_train)
-            scores = probe.decision_function(x_test)
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+        probe.fit(x_train, y_train)
+        scores = probe.decision_function(x_test)
         if scores.ndim == 1:   # two classes: sklearn returns the logit of the second
             scores = np.stack([np.zeros_like(scores), scores], axis=1)
     allowed = class_relation[classes][None, :] == test_relation[:, None]
@@ -183,15 +190,18 @@ def probe_family(states: np.ndarray, items: ProbeItems, n_values: dict[str, int]
         est, lo, hi = ratio_ci(per_entity, counts, n_boot, seed + offset)
         return float(est), float(lo), float(hi)
 
+    from threadpoolctl import threadpool_limits
+
     rows = []
     for index in range(n_states):
         x = states[:, index].astype(np.float64)
         correct, control = [], []
-        for (train, test), y_shuffled in zip(splits, shuffled):
-            for target, out in ((labels, correct), (y_shuffled, control)):
-                pred = restricted_predictions(x[train], target[train], x[test], relation_id[test], class_relation,
-                                              c, max_iter)
-                out.append(pred == labels[test])   # the control is scored against the true values
+        with threadpool_limits(1, user_api="blas"):   # once per state, not once per fit
+            for (train, test), y_shuffled in zip(splits, shuffled):
+                for target, out in ((labels, correct), (y_shuffled, control)):
+                    pred = _restricted_predictions(x[train], target[train], x[test], relation_id[test],
+                                                   class_relation, c, max_iter)
+                    out.append(pred == labels[test])   # the control is scored against the true values
         acc, lo, hi = interval(np.concatenate(correct), index)
         s_acc, s_lo, s_hi = interval(np.concatenate(control), 1000 + index)
         rows.append({"hidden_state": index, "n_entities": len(np.unique(items.entity)),

@@ -137,10 +137,26 @@ def attach_lora(model, rank: int, alpha: float):
     return get_peft_model(model, config)
 
 
-def reference_accuracies(args, questions, device, dtype, eval_batch_size) -> dict:
+def reference_key(model_id: str, revision, questions, dtype, trust_remote_code: bool = False) -> str:
+    """The cache key of one reference accuracy: what the number depends on. The model's weights
+    (``brittle.io.weights_fingerprint``: a retrained model under the same folder changes it; a Hub
+    id is named by its revision), the questions' full content, the compute dtype and the scoring
+    rule; not the batch size or device, which change the log-likelihoods by rounding only."""
+    from brittle.io import json_digest, weights_fingerprint
+
+    return json_digest({"model": str(model_id), "weights": weights_fingerprint(model_id), "revision": revision,
+                        "questions": json_digest(list(questions), length=64), "dtype": str(dtype),
+                        "trust_remote_code": bool(trust_remote_code), "score": "cloze_accuracy/chars"}, length=32)
+
+
+def reference_accuracies(args, questions, device, dtype, eval_batch_size, cache_dir: Path | None = None) -> dict:
     """Base and filtered accuracy on the attack's eval questions: given, or scored here (inference
-    only, so in the compute dtype)."""
+    only, so in the compute dtype).
+
+    A scored accuracy is kept in ``cache_dir`` (one JSON per :func:`reference_key`), so the 20-odd
+    attacks of a pipeline score the base and filtered models once, not once per attack."""
     from brittle.evaluation import cloze_accuracy
+    from brittle.io import read_json, write_json
     from brittle.models import load_model, load_tokenizer
 
     refs = {"base_acc": args.base_acc, "filtered_acc": args.filtered_acc,
@@ -149,19 +165,75 @@ def reference_accuracies(args, questions, device, dtype, eval_batch_size) -> dic
     for role, model_id in (("base", args.base), ("filtered", args.filtered)):
         if refs[f"{role}_acc"] is not None or not model_id:
             continue
+        cached = None
+        if cache_dir is not None:
+            cached = Path(cache_dir) / f"{reference_key(model_id, None, questions, dtype, args.trust_remote_code)}.json"
+            if cached.is_file():
+                refs[f"{role}_acc"] = float(read_json(cached)["accuracy"])
+                refs[f"{role}_source"] = str(model_id)
+                continue
         tok = load_tokenizer(model_id, trust_remote_code=args.trust_remote_code)
         net = load_model(model_id, dtype=dtype, device=device, trust_remote_code=args.trust_remote_code)
         refs[f"{role}_acc"] = cloze_accuracy(net, tok, questions, batch_size=eval_batch_size, progress=False)
         refs[f"{role}_source"] = str(model_id)
         del net
+        if cached is not None:
+            write_json(cached, {"model": str(model_id), "accuracy": refs[f"{role}_acc"], "n_questions": len(questions)})
     return refs
+
+
+class CheckpointScorer:
+    """Scores a checkpoint as ``evaluate.py`` would (cloze accuracy of the hazard, near and far
+    questions, retain perplexity), with every text tokenised and every forward pass planned once
+    per attack rather than once per checkpoint: all questions' choices go through one
+    ``brittle.batched_scoring`` plan, so the three sets share their passes."""
+
+    def __init__(self, tokenizer, data: dict, max_length: int):
+        from brittle.batched_scoring import plan_pairs
+        from brittle.evaluation import cloze_pairs
+        from brittle.padding import pad_id
+
+        self.sets = {"hazard": data["hazard"], **{name: data[name] for name in BENIGN_EVALS}}
+        pairs, self.spans = [], {}
+        for name, questions in self.sets.items():
+            start = len(pairs)
+            pairs += cloze_pairs(questions)
+            self.spans[name] = (start, len(pairs))
+        self.pad = pad_id(tokenizer)
+        # the scoring of evaluation.cloze_scores: no max_length on the questions
+        self.plan = plan_pairs(tokenizer, pairs)
+        # retain_perplexity's tokenisation: blank texts dropped, each cut to max_length tokens
+        texts = [t for t in data["retain"] if t.strip()]
+        self.retain_ids = [tokenizer(t)["input_ids"][:max_length] for t in texts]
+
+    def __call__(self, model, batch_size: int, device) -> dict:
+        """``{hazard_acc, near_acc, far_acc, retain_ppl}`` (NaN for a set without questions)."""
+        import math
+
+        from brittle.batched_scoring import run_plan
+        from brittle.errors import require_finite
+        from brittle.evaluation import cloze_frame, per_text_nll
+
+        lls = run_plan(model, self.plan, self.pad, batch_size, device, desc="cloze")
+        out = {}
+        for name, questions in self.sets.items():
+            lo, hi = self.spans[name]
+            out[f"{name}_acc"] = (float(cloze_frame(questions, lls[lo:hi], self.plan.n_tokens[lo:hi])["correct"].mean())
+                                  if questions else np.nan)
+        out["retain_ppl"] = np.nan
+        if self.retain_ids:
+            sums, counts = per_text_nll(model, self.retain_ids, self.pad, batch_size, device, desc="perplexity")
+            require_finite(float(sums.sum()), "the retain log-likelihood", "the model overflows (try --dtype float32)")
+            if counts.sum() == 0:
+                raise UserError("no tokens to score for the perplexity: the texts are empty or one token long")
+            out["retain_ppl"] = math.exp(float(sums.sum()) / int(counts.sum()))
+        return out
 
 
 def attack_one_seed(args, s: Settings, seed: int, data: dict, device, compute_dtype, tracker) -> tuple[list[dict], list[dict]]:
     """Fine-tune a fresh copy of ``args.model`` with one seed; return (checkpoint rows, step log)."""
     import torch
 
-    from brittle.evaluation import cloze_accuracy, retain_perplexity
     from brittle.finetuning import FinetuneConfig, autocast_context, finetune, text_batches
     from brittle.io import model_slug
     from brittle.models import load_model, load_tokenizer
@@ -180,20 +252,15 @@ def attack_one_seed(args, s: Settings, seed: int, data: dict, device, compute_dt
     pending: list[float] = []  # training losses since the previous checkpoint
     t0 = time.time()
 
+    scorer = CheckpointScorer(tok, data, s.max_length)
+
     def evaluate(step: int) -> None:
-        scoring = dict(batch_size=s.eval_batch_size, progress=False)
         with autocast_context(device, compute_dtype):
-            row = {
-                "model": model_slug(args.model), "attack": s.attack, "seed": seed, "step": step,
-                "examples_seen": step * cfg.batch_size,
-                "hazard_acc": cloze_accuracy(model, tok, data["hazard"], **scoring),
-                **{f"{name}_acc": cloze_accuracy(model, tok, data[name], **scoring) if data[name] else np.nan
-                   for name in BENIGN_EVALS},
-                "retain_ppl": (retain_perplexity(model, tok, data["retain"], max_length=s.max_length, **scoring)
-                               if data["retain"] else np.nan),
-                "train_loss": float(np.mean(pending)) if pending else np.nan,
-                "elapsed_s": round(time.time() - t0, 3),
-            }
+            scores = scorer(model, s.eval_batch_size, device)
+        row = {"model": model_slug(args.model), "attack": s.attack, "seed": seed, "step": step,
+               "examples_seen": step * cfg.batch_size, **scores,
+               "train_loss": float(np.mean(pending)) if pending else np.nan,
+               "elapsed_s": round(time.time() - t0, 3)}
         pending.clear()
         rows.append(row)
         # No wandb step: it must increase monotonically, and every seed restarts at 0.

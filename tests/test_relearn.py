@@ -176,3 +176,29 @@ def test_help():
     with pytest.raises(SystemExit) as exc:
         relearn.main(["--help"])
     assert exc.value.code == 0
+
+
+def test_reference_cache_is_reused_until_the_weights_or_questions_change(world, tmp_path):
+    """Planted value: a cached accuracy of 0.123 (no model scores that on 4 questions) is returned
+    while the key holds, and replaced by a fresh score once the weights or the questions change."""
+    from types import SimpleNamespace
+
+    from brittle.evaluation import load_questions
+    from brittle.relearning import reference_accuracies
+
+    args = SimpleNamespace(base=str(world["model"]), filtered=None, base_acc=None, filtered_acc=None,
+                           trust_remote_code=False)
+    questions = load_questions(world["data"] / "attack" / "hazard_eval.jsonl")
+    cache = tmp_path / "_reference_cache"
+    first = reference_accuracies(args, questions, "cpu", torch.float32, 8, cache_dir=cache)["base_acc"]
+    (entry,) = cache.glob("*.json")
+    entry.write_text(json.dumps({"accuracy": 0.123}))
+    assert reference_accuracies(args, questions, "cpu", torch.float32, 8, cache_dir=cache)["base_acc"] == 0.123
+    # other questions: a new key, scored afresh (the negative control of the planted value)
+    changed = [dict(q, choices=list(reversed(q["choices"])), answer=3 - q["answer"]) for q in questions]
+    assert reference_accuracies(args, changed, "cpu", torch.float32, 8, cache_dir=cache)["base_acc"] != 0.123
+    # retrained weights under the same folder (new modification time): scored afresh
+    weights = next(world["model"].glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    again = reference_accuracies(args, questions, "cpu", torch.float32, 8, cache_dir=cache)["base_acc"]
+    assert again == first and again != 0.123
