@@ -25,18 +25,10 @@ the retain pairs instead where the data folder has them (--retain-qa; TOFU). --i
 refusals. --qa-format: how a pair is written (the preset's QA_FORMAT; tofu: the Llama-3 chat tags
 open-unlearning trains its TOFU checkpoints with).
 
-Calibrated unlearning (--calibrate matched|weak, brittle/unlearning/calibration.py): score cloze
-accuracy on the validation hazard questions (<data-dir>/questions/hazard_val.jsonl; the evaluation
-questions are never read) every --check-every steps and stop at the first checkpoint within
---tolerance of the target: matched = the filtered model's validation hazard accuracy + 0.05, weak =
-halfway between the base model's and that (--target-hazard overrides). Where the steps do not get
-there, the learning rate is doubled or halved (retrained from the base; at most --max-tries runs)
-and the checkpoint closest to the target is kept. Writes calibration.json beside the model.
-
-Writes <outdir> (default <unlearned-dir>/<base>__<method>/, or <base>__<method>__s<seed>__<strength>/
-with --calibrate): the model (safetensors, float32 unless --save-dtype), tokenizer,
-hyperparameters.json, training_log.csv (one row per step: every loss term), training_loss.png,
-run_meta.json, _DONE.json. Skipped when done with the same
+--calibrate matched|weak: stop at a validation hazard accuracy, as docs/unlearning.md describes.
+Writes <outdir> (default <unlearned-dir>/<base>__<method>/): the model (safetensors, float32
+unless --save-dtype), tokenizer, hyperparameters.json, training_log.csv (one row per step: every
+loss term), training_loss.png, run_meta.json, _DONE.json. Skipped when done with the same
 parameters and inputs (--force redoes). Logs to wandb when WANDB_API_KEY is set.
 """
 
@@ -48,10 +40,9 @@ from pathlib import Path
 
 from brittle import cli
 from brittle.errors import UserError
+from brittle.unlearning import calibration
 from brittle.unlearning.hparams import SPECS, add_hyperparameter_flags, profile_name
 from brittle.unlearning.profiles import METHOD_NAMES
-
-TEXT_ONLY = {"rmu", "cb", "lat", "cb_lat"}
 
 
 def build_parser(argv=None):
@@ -78,22 +69,8 @@ def build_parser(argv=None):
                         "(their L2 distance to the base model, all parameters)")
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
                    help="hyperparameter defaults (auto: the preset's UNLEARN_PROFILE, else reference)")
-    g = p.add_argument_group("calibration (stop at a target hazard accuracy on validation questions)")
-    g.add_argument("--calibrate", choices=["matched", "weak"], default=None,
-                   help="matched: the filtered model's validation hazard accuracy + 0.05; weak: halfway "
-                        "between the base model's and that")
-    g.add_argument("--filtered", default=None,
-                   help=f"filtered model for the target (default: {cli.from_preset(argv, 'FILTERED_MODEL')})")
-    g.add_argument("--target-hazard", type=float, default=None, help="target validation hazard accuracy (overrides)")
-    g.add_argument("--tolerance", type=float, default=0.05, help="stop within this of the target")
-    g.add_argument("--check-every", type=cli.positive_int, default=None,
-                   help="steps between checkpoints (default: the step budget / 20, rounded up)")
-    g.add_argument("--max-tries", type=cli.positive_int, default=4,
-                   help="training runs at most (each from the base model, with the learning rate doubled or halved)")
-    g.add_argument("--val-batch-size", type=cli.positive_int, default=64, help="questions' choices per scoring pass")
-    p.add_argument("--outdir", default=None,
-                   help="output folder (default: <unlearned-dir>/<base>__<method>, with --calibrate "
-                        "<base>__<method>__s<seed>__<strength>)")
+    p.add_argument("--outdir", default=None, help="output folder (default: <unlearned-dir>/<base>__<method>)")
+    calibration.add_flags(p, argv)
     p.add_argument("--unlearned-dir", default="unlearned_models", help="folder of unlearned model folders")
     p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same inputs exists")
     p.add_argument("--device-map", default=None, help="e.g. 'auto': spread one model over all GPUs (single process)")
@@ -117,7 +94,7 @@ def body(args, argv=None) -> int:
     from brittle.presets import data_dir, load_preset
     from brittle.runtime import load_env, resolve_device, resolve_dtype, seed_everything
     from brittle.tracking import NullTracker, start_run
-    from brittle.unlearning.data import DEFAULT_IDK, qa_format, read_pairs, split_text
+    from brittle.unlearning.data import DEFAULT_IDK, forget_form, qa_format, read_pairs, split_text
     from brittle.unlearning.plot import plot_training_log
     from brittle.unlearning.registry import get_method
     from brittle.unlearning.trainer import Trainer, UnlearnData
@@ -157,24 +134,10 @@ def body(args, argv=None) -> int:
         overrides["target_dw_norm"] = median(
             parameter_distance(model_id, m, revision_a=args.revision) for m in args.match_dw_norm)
         print(f"control: target weight change {overrides['target_dw_norm']:.4g} (median of {len(args.match_dw_norm)})")
-
-    def make_method(**changed):
-        method = get_method(args.method, profile, {**overrides, **changed})
-        if args.forget_format != "auto":
-            if args.method == "dpo" and args.forget_format == "texts":
-                raise UserError("dpo trains on prompt/answer pairs; --forget-format texts does not apply")
-            if args.method in TEXT_ONLY and args.forget_format == "pairs":
-                raise UserError(f"{args.method} trains on whole forget texts; --forget-format pairs does not apply")
-            method.forget_form = args.forget_format
-        elif method.forget_form == "pairs" and args.method != "dpo" and not qa_path.is_file():
-            method.forget_form = "texts"   # npo/simnpo without QA pairs: the whole text is y
-        return method
-
-    method = make_method()
-    calib = calibration_settings(args, preset, folder, method.hp["steps"])
-    name = f"{model_slug(model_id)}__{args.method}"
-    if args.calibrate:
-        name += f"__s{args.seed}__{args.calibrate}"
+    method = get_method(args.method, profile, overrides)
+    method.forget_form = forget_form(args.method, method.forget_form, args.forget_format, qa_path.is_file())
+    calib = calibration.settings(args, preset, folder, method.hp["steps"])
+    name = f"{model_slug(model_id)}__{args.method}{calibration.name_suffix(args)}"
     outdir = Path(args.outdir) if args.outdir else Path(args.unlearned_dir) / name
     compute_dtype = resolve_dtype(args.dtype, resolve_device(args.device))
     uses_qa = method.forget_form == "pairs" and qa_path.is_file()
@@ -186,12 +149,7 @@ def body(args, argv=None) -> int:
         params["qa_format"] = fmt_name
     inputs = {"forget": forget_path, "retain": retain_qa_path if retain_pairs else retain_path,
               "forget_qa": qa_path if uses_qa else None, "idk": idk_path if args.method == "dpo" else None}
-    models = {"base": model_id}
-    if calib:   # only then: uncalibrated runs keep their parameters
-        params["calibration"] = {k: v for k, v in calib.items() if k not in ("paths", "filtered")}
-        inputs.update({f"val_{k}": v for k, v in calib["paths"].items()})
-        if calib["filtered"]:
-            models["filtered"] = calib["filtered"]
+    models = {"base": model_id, **calibration.record(calib, params, inputs)}
     run = StepRun(outdir, params, argv, models=models, files=inputs)
     accelerator = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -219,20 +177,11 @@ def body(args, argv=None) -> int:
                        trust_remote_code=args.trust_remote_code, device_map=args.device_map)
 
     tracker = start_run("unlearn", outdir.name, {**params, "argv": sys.argv}) if is_main else NullTracker()
-    report = None
-    if calib:
-        from brittle.unlearning import calibration as calibrate
-
-        with run.timed("train"):
-            final, log, report = calibrate.calibrated_model(
-                args, calib, model_id, model, tokenizer, make_method, data, device, compute_dtype, accelerator, tracker)
-        method = make_method(**{report["knob"]: report["chosen"]})
-    else:
-        trainer = Trainer(model, tokenizer, method, data, seed=args.seed, compute_dtype=compute_dtype,
-                          accelerator=accelerator, tracker=tracker, progress=not args.no_progress)
-        with run.timed("train"):
-            log = trainer.run()
-        final = trainer.trained_model()
+    trainer = Trainer(model, tokenizer, method, data, seed=args.seed, compute_dtype=compute_dtype,
+                      accelerator=accelerator, tracker=tracker, progress=not args.no_progress)
+    with run.timed("train"):   # calibrated: tries until the target, the kept model's method and report
+        log, final, method, report = calibration.train(trainer, calib, model_id, args) if calib else (
+            trainer.run(), trainer.trained_model(), method, None)
     tracker.finish()
 
     if accelerator:
@@ -253,37 +202,7 @@ def body(args, argv=None) -> int:
     run.finish(models={"base": str(model_id), "revision": args.revision}, device=str(device),
                compute_dtype=params["compute_dtype"], final_step=last, **({"summary": note} if note else {}))
     print(f"saved {outdir} ({len(log)} steps, final loss {last['loss']:.4f}){'; ' + note if note else ''}")
-    if report is not None:
-        print(calibrate.verdict(report))
     return 0
-
-
-def calibration_settings(args, preset: dict, folder: Path, steps: int) -> dict | None:
-    """The calibration's parameters (None without --calibrate); errors before any work."""
-    from brittle.unlearning.calibration import KNOBS, auto_check_every, validation_paths
-
-    given = [f for f, v in (("--filtered", args.filtered), ("--target-hazard", args.target_hazard),
-                            ("--check-every", args.check_every)) if v is not None]
-    if not args.calibrate:
-        if given:
-            raise UserError(f"{', '.join(given)} applies only with --calibrate matched|weak")
-        return None
-    if args.method not in KNOBS:
-        raise UserError(f"--calibrate does not apply to {args.method} (it unlearns nothing)")
-    if not 0 < args.tolerance < 1:
-        raise UserError(f"--tolerance must lie between 0 and 1, not {args.tolerance}")
-    if args.filtered and args.target_hazard is not None:
-        raise UserError("give --filtered or --target-hazard, not both (the target overrides the filtered model)")
-    filtered = None
-    if args.target_hazard is None:
-        filtered = args.filtered or preset.get("FILTERED_MODEL")
-        if not filtered:
-            raise UserError(f"preset {args.preset} names no FILTERED_MODEL; pass --filtered or --target-hazard")
-    max_length = int(preset["MAX_LENGTH"]) if preset.get("MAX_LENGTH") else None
-    return {"strength": args.calibrate, "target_hazard": args.target_hazard, "tolerance": args.tolerance,
-            "check_every": args.check_every or auto_check_every(steps), "max_tries": args.max_tries,
-            "knob": KNOBS[args.method], "val_batch_size": args.val_batch_size, "max_length": max_length,
-            "filtered": filtered, "paths": validation_paths(folder)}
 
 
 if __name__ == "__main__":

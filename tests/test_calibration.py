@@ -191,3 +191,35 @@ def test_calibrate_flags_are_checked_before_any_work(tok, tmp_path, capsys):
     assert unlearn.main(["--method", "npo", "--calibrate", "matched", "--target-hazard", "0.3", *common]) == 2
     assert "hazard_val.jsonl not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_create_all_makes_one_model_per_method_seed_and_strength_and_skips_done(tok, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = save_tiny(make_tiny_model("gpt_neox", vocab_size=len(tok)), tmp_path / "base", tok)
+    filtered = save_tiny(make_tiny_model("gpt_neox", seed=1, vocab_size=len(tok)), tmp_path / "filtered", tok)
+    data = write_data(tmp_path / "data")
+    preset = tmp_path / "mini.env"
+    preset.write_text(f'PRESET=mini\nBASE_MODEL={base}\nFILTERED_MODEL={filtered}\nDATA_DIR={data}\n'
+                      'UNLEARN_METHODS="ga_simple control"\nUNLEARN_PROFILE=tiny\nMAX_LENGTH=16\n')
+    script = Path(__file__).resolve().parents[1] / "create_all_unlearning_models.sh"
+    cmd = ["bash", str(script), "--preset", str(preset), "--seeds", "0 1", "--strengths", "weak", "--",
+           "--steps", "2", "--batch-size", "2", "--max-length", "16", "--unlearned-dir", str(tmp_path / "models"),
+           "--no-progress", "--max-tries", "1", "--device", "cpu"]
+    env = {**os.environ, "UNLEARN_LAUNCHER": sys.executable}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    made = sorted(p.name for p in (tmp_path / "models").iterdir() if (p / "_DONE.json").is_file())
+    assert made == ["base__ga_simple__s0__weak", "base__ga_simple__s1__weak"]
+    for name in made:
+        report = json.loads((tmp_path / "models" / name / "calibration.json").read_text())
+        assert report["strength"] == name.rsplit("__", 1)[1]
+    assert "skip control" in first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("[skip]") == 2
+    bad = subprocess.run(["bash", str(script), "--preset", str(preset), "--strengths", "strong"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "matched and/or weak" in bad.stderr

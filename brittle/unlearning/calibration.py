@@ -217,12 +217,95 @@ def run_tries(train: Callable[[float, Monitor], Any], start: float, evaluate: Ca
     return best
 
 
-def calibrated_model(args, calib: dict, model_id: str, model, tokenizer, make_method, data, device, compute_dtype,
-                     accelerator=None, tracker=None):
-    """``unlearn.py --calibrate``: reference accuracies, the tries, the kept model's accuracies.
+def verdict(report: dict) -> str:
+    """One line: whether the target was reached, and what was kept."""
+    kept = (f"val hazard {report['val_hazard']:.3f} after {report['steps_trained']} steps at "
+            f"{report['knob']} {report['chosen']:.4g} (try {report['chosen_try'] + 1} of {len(report['tries'])})")
+    band = f"{report['target_hazard']:.3f} ± {report['tolerance']}"
+    if report["reached"]:
+        return f"calibration ({report['strength']}): reached {band}: {kept}"
+    return f"calibration ({report['strength']}): NOT reached {band}; kept the closest checkpoint: {kept}"
 
-    ``model`` is the base model as loaded (it is scored first, then trained by the first try);
-    later tries reload the base. Returns ``(model, log, report)``; ``report`` is calibration.json.
+
+# -- unlearn.py's calibration: flags, settings, the run record and the tries --------------------
+def add_flags(p, argv) -> None:
+    """unlearn.py's calibration flags (and --seeded-name, the population's other naming)."""
+    from brittle import cli
+
+    g = p.add_argument_group("calibration (stop at a target hazard accuracy on validation questions)")
+    g.add_argument("--calibrate", choices=["matched", "weak"], default=None,
+                   help="matched: the filtered model's validation hazard accuracy + 0.05; weak: halfway "
+                        "between the base model's and that")
+    g.add_argument("--filtered", default=None,
+                   help=f"filtered model for the target (default: {cli.from_preset(argv, 'FILTERED_MODEL')})")
+    g.add_argument("--target-hazard", type=float, default=None, help="target validation hazard accuracy (overrides)")
+    g.add_argument("--tolerance", type=float, default=0.05, help="stop within this of the target")
+    g.add_argument("--check-every", type=cli.positive_int, default=None,
+                   help="steps between checkpoints (default: the step budget / 20, rounded up)")
+    g.add_argument("--max-tries", type=cli.positive_int, default=4,
+                   help="training runs at most (each from the base model, with the learning rate doubled or halved)")
+    g.add_argument("--val-batch-size", type=cli.positive_int, default=64, help="questions' choices per scoring pass")
+    g.add_argument("--seeded-name", action="store_true",
+                   help="name the default folder <base>__<method>__s<seed> (a population without calibration)")
+
+
+def settings(args, preset: dict, folder: Path, steps: int) -> dict | None:
+    """The calibration's parameters (None without --calibrate); errors before any work."""
+    given = [f for f, v in (("--filtered", args.filtered), ("--target-hazard", args.target_hazard),
+                            ("--check-every", args.check_every)) if v is not None]
+    if not args.calibrate:
+        if given:
+            raise UserError(f"{', '.join(given)} applies only with --calibrate matched|weak")
+        return None
+    if args.method not in KNOBS:
+        raise UserError(f"--calibrate does not apply to {args.method} (it unlearns nothing)")
+    if not 0 < args.tolerance < 1:
+        raise UserError(f"--tolerance must lie between 0 and 1, not {args.tolerance}")
+    if args.filtered and args.target_hazard is not None:
+        raise UserError("give --filtered or --target-hazard, not both (the target overrides the filtered model)")
+    filtered = None
+    if args.target_hazard is None:
+        filtered = args.filtered or preset.get("FILTERED_MODEL")
+        if not filtered:
+            raise UserError(f"preset {args.preset} names no FILTERED_MODEL; pass --filtered or --target-hazard")
+    max_length = int(preset["MAX_LENGTH"]) if preset.get("MAX_LENGTH") else None
+    return {"strength": args.calibrate, "target_hazard": args.target_hazard, "tolerance": args.tolerance,
+            "check_every": args.check_every or auto_check_every(steps), "max_tries": args.max_tries,
+            "knob": KNOBS[args.method], "val_batch_size": args.val_batch_size, "max_length": max_length,
+            "filtered": filtered, "paths": validation_paths(folder)}
+
+
+
+def name_suffix(args) -> str:
+    """The population's folder name after <base>__<method>: __s<seed>[__<strength>], or ""."""
+    if not (args.calibrate or args.seeded_name):
+        return ""
+    return f"__s{args.seed}" + (f"__{args.calibrate}" if args.calibrate else "")
+
+
+def record(calib: dict | None, params: dict, files: dict) -> dict:
+    """Add the calibration to a run's parameters and input files (nothing when uncalibrated, so
+    earlier runs keep their parameters); returns the extra models whose weights matter."""
+    if not calib:
+        return {}
+    params["calibration"] = {k: v for k, v in calib.items() if k not in ("paths", "filtered")}
+    files.update({f"val_{k}": v for k, v in calib["paths"].items()})
+    return {"filtered": calib["filtered"]} if calib["filtered"] else {}
+
+
+def retuned(method, knob: str, value: float):
+    """A fresh instance of ``method`` with ``knob`` set to ``value`` (same forget form)."""
+    other = type(method)({**method.hp, knob: value})
+    other.forget_form = method.forget_form
+    return other
+
+
+def train(trainer, calib: dict, model_id: str, args):
+    """``unlearn.py --calibrate``: score the references, run the tries, score the kept model.
+
+    ``trainer`` holds the base model as loaded and runs the first try; later tries reload the
+    base. Returns ``(log, model, method, report)``: the kept checkpoint's training log and
+    finalised model, its method (with the chosen knob value) and calibration.json.
     """
     import torch
 
@@ -232,15 +315,16 @@ def calibrated_model(args, calib: dict, model_id: str, model, tokenizer, make_me
     from brittle.unlearning.trainer import Trainer
 
     questions = {name: load_questions(path) for name, path in calib["paths"].items()}
+    device = trainer.device
 
     @torch.no_grad()
     def score(m, name: str = "hazard") -> float:
-        frame = cloze_scores(m, tokenizer, questions[name], batch_size=calib["val_batch_size"],
+        frame = cloze_scores(m, trainer.tokenizer, questions[name], batch_size=calib["val_batch_size"],
                              max_length=calib["max_length"], progress=False)
         return float(frame["correct"].mean())
 
-    model.eval()
-    base_val = {name: score(model, name) for name in questions}
+    trainer.model.eval()
+    base_val = {name: score(trainer.model, name) for name in questions}
     filtered_val = None
     if calib["filtered"]:
         filtered = load_model(calib["filtered"], dtype=torch.float32, device=device,
@@ -250,37 +334,39 @@ def calibrated_model(args, calib: dict, model_id: str, model, tokenizer, make_me
     target = calib["target_hazard"]
     if target is None:
         target = target_hazard(calib["strength"], base_val["hazard"], filtered_val)
-    knob, steps = calib["knob"], make_method().hp["steps"]
+    knob, method = calib["knob"], trainer.method
     print(f"calibration: target val hazard {target:.3f} ± {calib['tolerance']} (base {base_val['hazard']:.3f}"
           + (f", filtered {filtered_val:.3f}" if filtered_val is not None else "") + ")")
 
-    def train(value: float, monitor: Monitor):
-        first = train.calls == 0
-        train.calls += 1
+    def run(value: float, monitor: Monitor):
         seed_everything(args.seed)
-        m = model if first else load_model(model_id, dtype=torch.float32, device=device,
-                                           revision=args.revision, trust_remote_code=args.trust_remote_code,
-                                           device_map=args.device_map)
-        # wandb steps must increase, so only the first try is logged there
-        trainer = Trainer(m, tokenizer, make_method(**{knob: value}), data, seed=args.seed,
-                          compute_dtype=compute_dtype, accelerator=accelerator, tracker=tracker if first else None,
-                          progress=not args.no_progress, monitor=monitor)
-        return trainer, trainer.run()
-    train.calls = 0
+        if not run.calls:   # the first try trains the model already loaded
+            run.calls, t = 1, trainer
+            t.method = retuned(method, knob, value)
+            t.hp, t.monitor = t.method.hp, monitor
+        else:   # wandb steps must increase, so only the first try is logged there
+            base = load_model(model_id, dtype=torch.float32, device=device, revision=args.revision,
+                              trust_remote_code=args.trust_remote_code, device_map=args.device_map)
+            t = Trainer(base, trainer.tokenizer, retuned(method, knob, value), trainer.data, seed=args.seed,
+                        compute_dtype=trainer.compute_dtype, accelerator=trainer.accelerator,
+                        progress=trainer.progress, monitor=monitor)
+        return t, t.run()
+    run.calls = 0
 
     def said(i: int, t: Try) -> None:
         step, acc = t.checks[-1]
         print(f"calibration try {i + 1}: {knob} {t.knob_value:.4g}: {t.outcome} "
               f"(val hazard {acc:.3f} at step {step}, {t.seconds:.0f} s)")
 
-    result = run_tries(train, make_method().hp[knob], score, target, calib["tolerance"], steps,
+    result = run_tries(run, method.hp[knob], score, target, calib["tolerance"], method.hp["steps"],
                        calib["check_every"], calib["max_tries"], on_try=said)
     result.model.eval()
     final = {name: score(result.model, name) for name in questions}
+    chosen = result.tries[result.chosen_try].knob_value
     report = {
         "strength": calib["strength"], "target_hazard": target, "tolerance": calib["tolerance"],
         "reached": in_band(final["hazard"], target, calib["tolerance"]), "knob": knob,
-        "chosen": result.tries[result.chosen_try].knob_value, "chosen_try": result.chosen_try,
+        "chosen": chosen, "chosen_try": result.chosen_try,
         "step": result.step, "steps_trained": result.step + 1, "check_every": calib["check_every"],
         "val_hazard": final["hazard"], "val_near": final.get("near"), "val_far": final.get("far"),
         "checkpoint_val_hazard": result.val_hazard,
@@ -288,14 +374,5 @@ def calibrated_model(args, calib: dict, model_id: str, model, tokenizer, make_me
         "base_val_far": base_val.get("far"), "filtered_val_hazard": filtered_val,
         "tries": [t.as_dict(knob) for t in result.tries],
     }
-    return result.model, result.log, report
-
-
-def verdict(report: dict) -> str:
-    """One line: whether the target was reached, and what was kept."""
-    kept = (f"val hazard {report['val_hazard']:.3f} after {report['steps_trained']} steps at "
-            f"{report['knob']} {report['chosen']:.4g} (try {report['chosen_try'] + 1} of {len(report['tries'])})")
-    band = f"{report['target_hazard']:.3f} ± {report['tolerance']}"
-    if report["reached"]:
-        return f"calibration ({report['strength']}): reached {band}: {kept}"
-    return f"calibration ({report['strength']}): NOT reached {band}; kept the closest checkpoint: {kept}"
+    print(verdict(report))
+    return result.log, result.model, retuned(method, knob, chosen), report
