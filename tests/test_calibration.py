@@ -132,6 +132,22 @@ QUESTIONS = {
 }
 
 
+def knowing_base(tok, path):
+    """A tiny model fitted to TINY_TEXTS (60 full-batch AdamW steps): it answers the hazard and
+    near questions above (1.0 each, measured), so unlearning has something to remove."""
+    from brittle.unlearning.data import encode_texts
+
+    torch.manual_seed(0)
+    model = make_tiny_model("gpt_neox", vocab_size=len(tok)).train()
+    batch = encode_texts(tok, TINY_TEXTS, 32)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        model(**batch.inputs, labels=batch.labels).loss.backward()
+        opt.step()
+    return save_tiny(model.eval(), path, tok)
+
+
 def write_data(folder):
     folder.mkdir()
     (folder / "forget.txt").write_text("\n".join(TINY_TEXTS[:3]))
@@ -151,10 +167,10 @@ def test_unlearn_calibrate_records_what_an_independent_evaluation_of_the_saved_m
     import evaluate
     import unlearn
 
-    base = save_tiny(make_tiny_model("gpt_neox", vocab_size=len(tok)), tmp_path / "base", tok)
+    base = knowing_base(tok, tmp_path / "base")
     filtered = save_tiny(make_tiny_model("gpt_neox", seed=1, vocab_size=len(tok)), tmp_path / "filtered", tok)
     data = write_data(tmp_path / "data")
-    argv = ["--method", "ga_simple", "--model", str(base), "--data-dir", str(data), "--steps", "4",
+    argv = ["--method", "ga_simple", "--model", str(base), "--data-dir", str(data), "--steps", "20", "--lr", "1e-2",
             "--batch-size", "2", "--max-length", "16", "--no-progress", "--device", "cpu",
             "--unlearned-dir", str(tmp_path / "u"), "--calibrate", "weak", "--filtered", str(filtered),
             "--check-every", "2", "--max-tries", "2"]
@@ -166,7 +182,12 @@ def test_unlearn_calibrate_records_what_an_independent_evaluation_of_the_saved_m
     assert report["target_hazard"] == pytest.approx((report["base_val_hazard"] + report["filtered_val_hazard"]
                                                      + 0.05) / 2)
     assert report["reached"] == (abs(report["val_hazard"] - report["target_hazard"]) <= 0.05 + 1e-9)
+    # not the base model's numbers: the saved model forgot something (else equality below proves little)
+    assert report["base_val_hazard"] == 1.0 and report["val_hazard"] < 1.0
 
+    # negative control: the planted evaluation split does fail a run that reads it
+    assert evaluate.main(["--model", str(out), "--data-dir", str(data), "--split", "eval", "--formats", "cloze",
+                          "--max-retain", "0", "--outdir", str(tmp_path / "ev_eval"), "--device", "cpu"]) == 2
     for model, keys in ((out, ("val_hazard", "val_near", "val_far")), (filtered, ("filtered_val_hazard",))):
         ev = tmp_path / f"ev_{model.name}"
         assert evaluate.main(["--model", str(model), "--data-dir", str(data), "--split", "val", "--formats",
