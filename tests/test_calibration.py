@@ -184,6 +184,8 @@ def test_unlearn_calibrate_records_what_an_independent_evaluation_of_the_saved_m
     assert report["reached"] == (abs(report["val_hazard"] - report["target_hazard"]) <= 0.05 + 1e-9)
     # not the base model's numbers: the saved model forgot something (else equality below proves little)
     assert report["base_val_hazard"] == 1.0 and report["val_hazard"] < 1.0
+    assert json.loads((out / "hyperparameters.json").read_text())["lr"] == report["chosen"]
+    assert len((out / "training_log.csv").read_text().strip().splitlines()) == 1 + report["steps_trained"]
 
     # negative control: the planted evaluation split does fail a run that reads it
     assert evaluate.main(["--model", str(out), "--data-dir", str(data), "--split", "eval", "--formats", "cloze",
@@ -244,3 +246,37 @@ def test_create_all_makes_one_model_per_method_seed_and_strength_and_skips_done(
     bad = subprocess.run(["bash", str(script), "--preset", str(preset), "--strengths", "strong"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "matched and/or weak" in bad.stderr
+
+
+def test_checkpoints_leave_the_training_trajectory_unchanged(tok):
+    """A run stopped by the monitor after step k has the weights of an unmonitored run of k + 1 steps:
+    scoring (eval mode, no gradients, the real cloze scorer) draws nothing random and trains nothing."""
+    from brittle.evaluation import cloze_scores
+    from brittle.unlearning.calibration import Monitor
+    from brittle.unlearning.registry import get_method
+
+    data = UnlearnData(TINY_TEXTS[:3], TINY_TEXTS[3:], [split_text(t) for t in TINY_TEXTS[:3]], DEFAULT_IDK)
+    questions = [{"id": str(i), "question": q, "choices": c, "answer": 0} for i, (q, c) in enumerate(QUESTIONS["hazard"])]
+    hp = {"batch_size": 2, "max_length": 16, "lr": 1e-2}
+
+    def run(steps, monitor=None):
+        torch.manual_seed(0)
+        model = make_tiny_model("gpt_neox", vocab_size=len(tok)).train()   # dropout would draw: GPT-NeoX has 0
+        trainer = Trainer(model, tok, get_method("ga_simple", "tiny", {**hp, "steps": steps}), data,
+                          progress=False, monitor=monitor)
+        log = trainer.run()
+        return trainer.trained_model(), log
+
+    calls = []
+
+    def planted(model):   # the real scorer runs; the accuracy it reports is planted to stop at step 5
+        cloze_scores(model, tok, questions, batch_size=3, progress=False)
+        calls.append(model.training)
+        return 0.9 if len(calls) < 3 else 0.5
+
+    stopped, log = run(10, Monitor(planted, target=0.5, tolerance=0.05, steps=10, every=2, knob_value=1e-2))
+    plain, _ = run(6)
+    assert len(log) == 6 and calls == [False, False, False]
+    assert stopped.training   # train mode restored
+    for (name, a), b in zip(stopped.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name
