@@ -40,7 +40,7 @@ from pathlib import Path
 
 from brittle import cli
 from brittle.errors import UserError
-from brittle.unlearning import calibration
+from brittle.unlearning import calibrated_run
 from brittle.unlearning.hparams import SPECS, add_hyperparameter_flags, profile_name
 from brittle.unlearning.profiles import METHOD_NAMES
 
@@ -70,7 +70,7 @@ def build_parser(argv=None):
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
                    help="hyperparameter defaults (auto: the preset's UNLEARN_PROFILE, else reference)")
     p.add_argument("--outdir", default=None, help="output folder (default: <unlearned-dir>/<base>__<method>)")
-    calibration.add_flags(p, argv)
+    calibrated_run.add_flags(p, argv)
     p.add_argument("--unlearned-dir", default="unlearned_models", help="folder of unlearned model folders")
     p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same inputs exists")
     p.add_argument("--device-map", default=None, help="e.g. 'auto': spread one model over all GPUs (single process)")
@@ -136,8 +136,8 @@ def body(args, argv=None) -> int:
         print(f"control: target weight change {overrides['target_dw_norm']:.4g} (median of {len(args.match_dw_norm)})")
     method = get_method(args.method, profile, overrides)
     method.forget_form = forget_form(args.method, method.forget_form, args.forget_format, qa_path.is_file())
-    calib = calibration.settings(args, preset, folder, method.hp["steps"])
-    name = f"{model_slug(model_id)}__{args.method}{calibration.name_suffix(args)}"
+    calib = calibrated_run.settings(args, preset, folder, method.hp["steps"])
+    name = f"{model_slug(model_id)}__{args.method}{calibrated_run.name_suffix(args)}"
     outdir = Path(args.outdir) if args.outdir else Path(args.unlearned_dir) / name
     compute_dtype = resolve_dtype(args.dtype, resolve_device(args.device))
     uses_qa = method.forget_form == "pairs" and qa_path.is_file()
@@ -149,7 +149,7 @@ def body(args, argv=None) -> int:
         params["qa_format"] = fmt_name
     inputs = {"forget": forget_path, "retain": retain_qa_path if retain_pairs else retain_path,
               "forget_qa": qa_path if uses_qa else None, "idk": idk_path if args.method == "dpo" else None}
-    models = {"base": model_id, **calibration.record(calib, params, inputs)}
+    models = {"base": model_id, **calibrated_run.record(calib, params, inputs)}
     run = StepRun(outdir, params, argv, models=models, files=inputs)
     accelerator = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -180,7 +180,7 @@ def body(args, argv=None) -> int:
     trainer = Trainer(model, tokenizer, method, data, seed=args.seed, compute_dtype=compute_dtype,
                       accelerator=accelerator, tracker=tracker, progress=not args.no_progress)
     with run.timed("train"):   # calibrated: tries until the target, the kept model's method and report
-        log, final, method, report = calibration.train(trainer, calib, model_id, args) if calib else (
+        log, final, method, report = calibrated_run.train(trainer, calib, model_id, args) if calib else (
             trainer.run(), trainer.trained_model(), method, None)
     tracker.finish()
 
