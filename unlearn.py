@@ -25,6 +25,7 @@ the retain pairs instead where the data folder has them (--retain-qa; TOFU). --i
 refusals. --qa-format: how a pair is written (the preset's QA_FORMAT; tofu: the Llama-3 chat tags
 open-unlearning trains its TOFU checkpoints with).
 
+--calibrate matched|weak: stop at a validation hazard accuracy, as docs/unlearning.md describes.
 Writes <outdir> (default <unlearned-dir>/<base>__<method>/): the model (safetensors, float32
 unless --save-dtype), tokenizer, hyperparameters.json, training_log.csv (one row per step: every
 loss term), training_loss.png, run_meta.json, _DONE.json. Skipped when done with the same
@@ -39,10 +40,9 @@ from pathlib import Path
 
 from brittle import cli
 from brittle.errors import UserError
+from brittle.unlearning import calibrated_run
 from brittle.unlearning.hparams import SPECS, add_hyperparameter_flags, profile_name
 from brittle.unlearning.profiles import METHOD_NAMES
-
-TEXT_ONLY = {"rmu", "cb", "lat", "cb_lat"}
 
 
 def build_parser(argv=None):
@@ -70,6 +70,7 @@ def build_parser(argv=None):
     p.add_argument("--profile", choices=["auto", "tiny", "reference"], default="auto",
                    help="hyperparameter defaults (auto: the preset's UNLEARN_PROFILE, else reference)")
     p.add_argument("--outdir", default=None, help="output folder (default: <unlearned-dir>/<base>__<method>)")
+    calibrated_run.add_flags(p, argv)
     p.add_argument("--unlearned-dir", default="unlearned_models", help="folder of unlearned model folders")
     p.add_argument("--force", action="store_true", help="retrain even if a finished model with the same inputs exists")
     p.add_argument("--device-map", default=None, help="e.g. 'auto': spread one model over all GPUs (single process)")
@@ -93,7 +94,7 @@ def body(args, argv=None) -> int:
     from brittle.presets import data_dir, load_preset
     from brittle.runtime import load_env, resolve_device, resolve_dtype, seed_everything
     from brittle.tracking import NullTracker, start_run
-    from brittle.unlearning.data import DEFAULT_IDK, qa_format, read_pairs, split_text
+    from brittle.unlearning.data import DEFAULT_IDK, forget_form, qa_format, read_pairs, split_text
     from brittle.unlearning.plot import plot_training_log
     from brittle.unlearning.registry import get_method
     from brittle.unlearning.trainer import Trainer, UnlearnData
@@ -134,16 +135,10 @@ def body(args, argv=None) -> int:
             parameter_distance(model_id, m, revision_a=args.revision) for m in args.match_dw_norm)
         print(f"control: target weight change {overrides['target_dw_norm']:.4g} (median of {len(args.match_dw_norm)})")
     method = get_method(args.method, profile, overrides)
-    if args.forget_format != "auto":
-        if args.method == "dpo" and args.forget_format == "texts":
-            raise UserError("dpo trains on prompt/answer pairs; --forget-format texts does not apply")
-        if args.method in TEXT_ONLY and args.forget_format == "pairs":
-            raise UserError(f"{args.method} trains on whole forget texts; --forget-format pairs does not apply")
-        method.forget_form = args.forget_format
-    elif method.forget_form == "pairs" and args.method != "dpo" and not qa_path.is_file():
-        method.forget_form = "texts"   # npo/simnpo without QA pairs: the whole text is y
-
-    outdir = Path(args.outdir) if args.outdir else Path(args.unlearned_dir) / f"{model_slug(model_id)}__{args.method}"
+    method.forget_form = forget_form(args.method, method.forget_form, args.forget_format, qa_path.is_file())
+    calib = calibrated_run.settings(args, preset, folder, method.hp["steps"])
+    name = f"{model_slug(model_id)}__{args.method}{calibrated_run.name_suffix(args)}"
+    outdir = Path(args.outdir) if args.outdir else Path(args.unlearned_dir) / name
     compute_dtype = resolve_dtype(args.dtype, resolve_device(args.device))
     uses_qa = method.forget_form == "pairs" and qa_path.is_file()
     retain_pairs = method.forget_form == "pairs" and retain_qa_path.is_file()
@@ -154,7 +149,8 @@ def body(args, argv=None) -> int:
         params["qa_format"] = fmt_name
     inputs = {"forget": forget_path, "retain": retain_qa_path if retain_pairs else retain_path,
               "forget_qa": qa_path if uses_qa else None, "idk": idk_path if args.method == "dpo" else None}
-    run = StepRun(outdir, params, argv, models={"base": model_id}, files=inputs)
+    models = {"base": model_id, **calibrated_run.record(calib, params, inputs)}
+    run = StepRun(outdir, params, argv, models=models, files=inputs)
     accelerator = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import Accelerator
@@ -183,8 +179,9 @@ def body(args, argv=None) -> int:
     tracker = start_run("unlearn", outdir.name, {**params, "argv": sys.argv}) if is_main else NullTracker()
     trainer = Trainer(model, tokenizer, method, data, seed=args.seed, compute_dtype=compute_dtype,
                       accelerator=accelerator, tracker=tracker, progress=not args.no_progress)
-    with run.timed("train"):
-        log = trainer.run()
+    with run.timed("train"):   # calibrated: tries until the target, the kept model's method and report
+        log, final, method, report = calibrated_run.train(trainer, calib, model_id, args) if calib else (
+            trainer.run(), trainer.trained_model(), method, None)
     tracker.finish()
 
     if accelerator:
@@ -192,8 +189,10 @@ def body(args, argv=None) -> int:
     if not is_main:
         return 0
     with run.timed("save"):
-        final = trainer.trained_model().to(getattr(torch, args.save_dtype))
+        final = final.to(getattr(torch, args.save_dtype))
         final.save_pretrained(run.dir)
+        if report is not None:
+            write_json(run.path("calibration.json"), report)
         tokenizer.save_pretrained(run.dir)
         write_json(run.path("hyperparameters.json"), {"method": args.method, "profile": profile,
                                                      "forget_form": method.forget_form, **method.hp})

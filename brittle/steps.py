@@ -574,7 +574,8 @@ STEPS: tuple[Step, ...] = (
                  Column("lr", "learning rate"), Column("tokens", "predicted tokens so far"))),
              File("training_loss.png", PNG))),
     Step("unlearn", "unlearn.py", MADE, "an unlearned model: one unlearning method run on a base model",
-         device=True, code="brittle/unlearning/", test="tests/test_unlearning_methods.py, tests/test_unlearning_losses.py",
+         device=True, code="brittle/unlearning/",
+         test="tests/test_unlearning_methods.py, tests/test_unlearning_losses.py, tests/test_calibration.py",
          files=(
              File("hyperparameters.json", "the method, its profile and every hyperparameter used"),
              File("training_log.csv", "one row per optimiser step", (

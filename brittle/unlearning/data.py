@@ -141,3 +141,20 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator, rank: int
             order += torch.randperm(n, generator=generator).tolist()
         chunk, order = order[: batch_size * world], order[batch_size * world:]
         yield chunk[rank * batch_size:(rank + 1) * batch_size]
+
+
+TEXT_ONLY = {"rmu", "cb", "lat", "cb_lat"}
+
+
+def forget_form(method: str, default: str, requested: str, have_pairs: bool) -> str:
+    """What ``method`` trains on: ``requested`` (texts or pairs) where it applies, else its
+    ``default``, with npo/simnpo falling back to whole texts when the data has no pairs."""
+    if requested != "auto":
+        if method == "dpo" and requested == "texts":
+            raise UserError("dpo trains on prompt/answer pairs; --forget-format texts does not apply")
+        if method in TEXT_ONLY and requested == "pairs":
+            raise UserError(f"{method} trains on whole forget texts; --forget-format pairs does not apply")
+        return requested
+    if default == "pairs" and method != "dpo" and not have_pairs:
+        return "texts"   # npo/simnpo without QA pairs: the whole text is y
+    return default

@@ -129,7 +129,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, tokenizer, method: Method, data: UnlearnData, seed: int = 0,
                  compute_dtype: torch.dtype = torch.float32, accelerator=None, tracker=None,
-                 progress: bool = True):
+                 progress: bool = True, monitor=None):
         if compute_dtype == torch.float16:
             raise UserError("train in float32 or bfloat16 (float16 needs loss scaling that this loop does not do)")
         if any(p.dtype not in (torch.float32, torch.float64) for p in model.parameters()):
@@ -146,6 +146,8 @@ class Trainer:
         self.progress = progress
         self.rank = accelerator.process_index if accelerator else 0
         self.world = accelerator.num_processes if accelerator else 1
+        self.monitor = monitor   # called after every step; True stops (calibration.Monitor)
+        self.params: list[nn.Parameter] = []
         self._originals: list[tuple[nn.Parameter, torch.Tensor]] = []
 
     # -- helpers the methods call ------------------------------------------------------------
@@ -226,6 +228,7 @@ class Trainer:
         hp = self.hp
         torch.manual_seed(self.seed)  # LoRA initialisation and anything else drawn in prepare()
         params = self.method.prepare(self)
+        self.params = params
         for p in self.core.parameters():
             p.requires_grad_(False)
         for p in params:
@@ -272,7 +275,7 @@ class Trainer:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if self.tracker is not None:
                 self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=i)
-            if self.method.finished(self):
+            if self.method.finished(self) or (self.monitor is not None and self.monitor(self, i)):
                 break
         self._originals = []
         return pd.DataFrame(rows)
