@@ -147,6 +147,28 @@ def test_variance_scales_as_epsilon_squared_on_a_transformer_in_float32_and_from
     assert (_variance_ratio(low, 1e-3, 1e-4, ids, mask) < 50).all()
 
 
+def test_stacked_perturbation_passes_give_the_numbers_of_one_pass_each(tiny_batch, monkeypatch):
+    """Invariant: pushing several perturbed copies of the batch through one forward pass (the
+    default on small models) gives the same statistics as one pass per perturbation (the memory
+    cap forced to one copy) or uneven chunks (3 + 3 + 1): rows do not interact and the noise is
+    drawn in the same order. Negative control: another noise seed changes them."""
+    import brittle.sensitivity as sensitivity
+
+    _, ids, mask = tiny_batch
+    model = make_tiny_model("gpt_neox")
+    vocab = model.get_output_embeddings().weight.shape[0]
+    assert sensitivity.perturbations_per_pass(*ids.shape, vocab, 7) == 7   # everything in one pass here
+    stacked = _stats(model, ids, mask, 0.01, r=7)
+    for copies in (1, 3):
+        monkeypatch.setattr(sensitivity, "PASS_ELEMENTS", copies * ids.numel() * vocab)
+        assert sensitivity.perturbations_per_pass(*ids.shape, vocab, 7) == copies
+        chunked = _stats(model, ids, mask, 0.01, r=7)
+        for k in stacked:
+            torch.testing.assert_close(chunked[k], stacked[k], rtol=1e-6, atol=0)
+    other = _stats(model, ids, mask, 0.01, r=7, seed=1)
+    assert not torch.allclose(other["lipschitz"], stacked["lipschitz"], rtol=1e-3)
+
+
 # ------------------------------------------------------------------------------- (c) zero variance
 def test_constant_outputs_have_exactly_zero_variance():
     """A model whose output ignores its input (A = 0, log-probabilities of about −40 from a bias):
