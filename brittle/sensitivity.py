@@ -22,8 +22,8 @@ embedding norm; pad positions are not perturbed), and per text, with d_r = f(E +
 
 Cost. One forward and backward pass (the gradient, and f(E)) plus R perturbed forward passes per
 batch. The R perturbed copies of a batch are stacked into as few passes as fit in
-:data:`PASS_ELEMENTS` log-probabilities (all R at once for the tiny world: a 1.7x saving of CPU
-time there, the per-call overhead of a small model paid once); the numbers are those of one pass
+:data:`PASS_ELEMENTS` log-probabilities (all R at once for the tiny world, where a small model's
+per-call overhead is then paid once; benchmarks/bench_comparison_steps.md); the numbers are those of one pass
 per perturbation (tests/test_lipschitz_numerics.py).
 
 Texts in a batch do not interact (causal attention within each row, padding masked), so the
