@@ -1,4 +1,5 @@
-"""Results of one model alone, kept on disk so that the comparison steps compute them once.
+"""Results of one model alone (or of the texts alone), kept on disk so that the comparison steps
+compute them once.
 
 A pair step (A vs B) computes some numbers from one model only: model A's hidden states of the
 layer-wise analysis, its separation metrics, its loss at the α = 0 end of the mode-connectivity
@@ -10,7 +11,9 @@ and modification times of its safetensors, :func:`brittle.io.weights_fingerprint
 model misses), a layout version, and the step's own ``spec`` (texts, flags, seed, and the device
 where a forward pass is involved, whose rounding differs between CPU and GPU). Batch size is not
 in it: the steps that use the store give the same bits for any batch size. A model with no local weights folder (a Hub id) is never stored: its
-fingerprint cannot tell a changed upload.
+fingerprint cannot tell a changed upload. Results that depend on no model at all (the
+separation step's words-only baseline) pass ``model=None`` and live in ``_texts/``; their spec
+must then name every input (e.g. the texts' digest).
 
 Entries are written through :func:`brittle.io.atomic_path`, so a killed run leaves none, and read
 with ``allow_pickle=False`` (arrays only, no code).
@@ -18,6 +21,7 @@ with ``allow_pickle=False`` (arrays only, no code).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -26,12 +30,27 @@ import numpy as np
 from brittle.io import atomic_path, json_digest, model_slug, weights_fingerprint
 
 FOLDER = "_model_results"
+NO_MODEL = "_texts"
 # Part of every key: bump it when what an entry holds changes meaning, and old entries miss.
 LAYOUT = 1
 
 
-def entry_path(output_root, step: str, model: str, revision: str | None, spec: dict) -> Path | None:
+def array_digest(*arrays) -> str:
+    """SHA-256 (hex) of arrays' dtypes, shapes and bytes: a spec entry for numbers a result is
+    computed from (e.g. cached activations)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def entry_path(output_root, step: str, model: str | None, revision: str | None, spec: dict) -> Path | None:
     """Where the entry of (step, model, spec) lives, or None when the model cannot be keyed."""
+    if model is None:
+        key = json_digest({"layout": LAYOUT, "step": step, "spec": spec})
+        return Path(output_root) / FOLDER / NO_MODEL / f"{step}-{key}.npz"
     fingerprint = weights_fingerprint(model)
     if fingerprint is None:
         return None
@@ -40,7 +59,7 @@ def entry_path(output_root, step: str, model: str, revision: str | None, spec: d
     return Path(output_root) / FOLDER / model_slug(model) / f"{step}-{key}.npz"
 
 
-def cached(output_root, step: str, model: str, revision: str | None, spec: dict,
+def cached(output_root, step: str, model: str | None, revision: str | None, spec: dict,
            compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The stored arrays of (step, model, spec), or ``compute()``'s, stored for the next run.
 
