@@ -148,7 +148,7 @@ def body(args, argv=None) -> int:
     # (brittle/model_results.py), the reference's and the fine-tuned model's are computed once for
     # every call that analyses other unlearned models, and a rerun computes none.
     spec = {"ids": json_digest(inputs.ids), "spans": json_digest(inputs.spans), "dtype": str(dtype),
-            "device": device.type}
+            "device": device.type, "batch_size": args.batch_size}   # padding width could change GPU bits
 
     def states_of(name: str):
         """One model's hidden states, from the store or from a pass of its own (one model in memory)."""

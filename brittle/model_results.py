@@ -1,19 +1,21 @@
 """Results of one model alone (or of the texts alone), kept on disk so that the comparison steps
 compute them once.
 
-A pair step (A vs B) computes some numbers from one model only: model A's hidden states of the
-layer-wise analysis, its separation metrics, its loss at the α = 0 end of the mode-connectivity
-path. The pipeline compares one base model with every unlearned model, so without a store these
-are recomputed for every B. An entry is a ``.npz`` of named numpy arrays in
-``<output-root>/_model_results/<model_slug>/<step>-<key>.npz``; the key hashes everything that
-changes the numbers: the step, the model id and revision, its weights' fingerprint (names, sizes
-and modification times of its safetensors, :func:`brittle.io.weights_fingerprint`, so a retrained
-model misses), a layout version, and the step's own ``spec`` (texts, flags, seed, and the device
-where a forward pass is involved, whose rounding differs between CPU and GPU). Batch size is not
-in it: the steps that use the store give the same bits for any batch size. A model with no local weights folder (a Hub id) is never stored: its
-fingerprint cannot tell a changed upload. Results that depend on no model at all (the
-separation step's words-only baseline) pass ``model=None`` and live in ``_texts/``; their spec
-must then name every input (e.g. the texts' digest).
+A pair step (A vs B) computes some numbers from one model only: model A's perturbation
+statistics (Lipschitz step), its hidden states of the layer-wise analysis, its separation
+metrics, its loss at the α = 0 end of the mode-connectivity path. The pipeline compares one base
+model with every unlearned model, so without a store these are recomputed for every B. An entry
+is a ``.npz`` of named numpy arrays in ``<output-root>/_model_results/<model_slug>/<step>-<key>.npz``;
+the key hashes everything that changes the numbers: the step, the model id and revision, its
+weights' fingerprint (names, sizes and modification times of its safetensors,
+:func:`brittle.io.weights_fingerprint`, so a retrained model misses), a layout version, and the
+step's own ``spec`` (texts, flags, seed, and the device where a forward pass is involved, whose
+rounding differs between CPU and GPU; the batch size where it seeds noise or could change the
+bits). A model with no local weights folder (a Hub id) is never stored: its fingerprint cannot
+tell a changed upload. Results that depend on no model at all (the separation step's words-only
+baseline) pass ``model=None`` and live in ``_texts/``; their spec must then name every input
+(e.g. the texts' digest). ``--force`` recomputes a step's result from these entries; delete the
+folder to recompute them too.
 
 Entries are written through :func:`brittle.io.atomic_path`, so a killed run leaves none, and read
 with ``allow_pickle=False`` (arrays only, no code).

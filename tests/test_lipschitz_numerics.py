@@ -274,3 +274,36 @@ def test_step_in_bfloat16_agrees_with_float32(pair):
     lip_low = float(_stats(low, ids, mask, 0.01, r=4)["lipschitz"].mean())
     lip_f32 = float(summary["float32"].query("split == 'forget' and model == 'a'").lipschitz.iloc[0])
     assert abs(lip_low / lip_f32 - 1) > 0.05
+
+
+def test_each_models_statistics_are_stored_and_serve_the_swapped_pair(pair):
+    """A model's per-text statistics do not depend on the other model (the noise is seeded by split
+    and batch), so they are stored: the pair B → A then runs no pass at all, and its model-a rows
+    are bit for bit the first run's model-b rows. Negative control: another --seed is a new key,
+    computes again and gives other numbers."""
+    import json
+
+    import local_lipschitzness_analysis
+
+    tmp, a, b, forget, retain = pair
+    out = tmp / "out-store"
+
+    def run(x, y, *extra):
+        assert local_lipschitzness_analysis.main([
+            "--model-a", str(x), "--model-b", str(y), "--forget-file", str(forget), "--retain-file", str(retain),
+            "--device", "cpu", "--n-bootstrap", "20", "--batch-size", "4", "--n-perturbations", "4",
+            "--output-root", str(out), *extra]) == 0
+        folder = out / f"{x.name}__vs__{y.name}" / "lipschitzness"
+        meta = json.loads((folder / "run_meta.json").read_text())
+        return pd.read_csv(folder / "lipschitz_per_text.csv"), meta["forward_tokens"]
+
+    first, tokens = run(a, b)
+    swapped, swapped_tokens = run(b, a)
+    assert tokens > 0 and swapped_tokens == 0
+    cols = ["split", "text_index", "n_tokens", "lipschitz", "grad_norm", "grad_norm_per_token", "output_variance"]
+    for x, y in (("a", "b"), ("b", "a")):
+        pd.testing.assert_frame_equal(first[first.model == x][cols].reset_index(drop=True),
+                                      swapped[swapped.model == y][cols].reset_index(drop=True), check_exact=True)
+    other, other_tokens = run(a, b, "--seed", "1")
+    assert other_tokens == tokens
+    assert not np.allclose(other["lipschitz"], first["lipschitz"], rtol=1e-3)
