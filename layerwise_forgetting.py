@@ -17,9 +17,8 @@ d_ft / (d_ref + d_ft) is above 0.5 where the unlearned model is closer to the re
 early / middle / late thirds of the hidden states it classifies the model: true_unlearning (early
 and late > 0.5), obfuscation (early < 0.5, late > 0.5), no_effect (both < 0.5) or mixed. Models
 are loaded one at a time; the reference and fine-tuned models once for all unlearned models, and
-each model's states are stored in <output-root>/_model_results/ (keyed by its weights, the
-prompts, dtype and device), so a later call with other unlearned models, or a rerun, does not run
-them again.
+each model's states are stored in <output-root>/_model_results/ (brittle/model_results.py), so a
+later call with other unlearned models, or a rerun, does not run them again.
 
 Questions: the preset's LAYERWISE_QUESTIONS (a JSONL of {"question", "answer"} as in TOFU,
 {"prompt", "answer"} as in forget_qa.jsonl, or our multiple-choice {"question", "choices",
