@@ -8,13 +8,14 @@ model with every unlearned model, so without a store these are recomputed for ev
 is a ``.npz`` of named numpy arrays in ``<output-root>/_model_results/<model_slug>/<step>-<key>.npz``;
 the key hashes everything that changes the numbers: the step, the model id and revision, its
 weights' fingerprint (names, sizes and modification times of its safetensors,
-:func:`brittle.io.weights_fingerprint`, so a retrained model misses), a layout version, and the
-step's own ``spec`` (texts, flags, seed, and the device where a forward pass is involved, whose
-rounding differs between CPU and GPU; the batch size where it seeds noise or could change the
-bits). A model with no local weights folder (a Hub id) is never stored: its fingerprint cannot
-tell a changed upload. Results that depend on no model at all (the separation step's words-only
-baseline) pass ``model=None`` and live in ``_texts/``; their spec must then name every input
-(e.g. the texts' digest). ``--force`` recomputes a step's result from these entries; delete the
+:func:`brittle.io.weights_fingerprint`, so a retrained model misses), the versions of Python and
+the tracked libraries (an upgraded torch or scikit-learn may round differently), a layout
+version, and the step's own ``spec`` (texts, flags, seed, and the device where a forward pass is
+involved, whose rounding differs between CPU and GPU; the batch size where it seeds noise or
+could change the bits). A model with no local weights folder (a Hub id) is never stored: its
+fingerprint cannot tell a changed upload. Results that depend on no model at all (the separation
+step's words-only baseline) pass ``model=None`` and live in ``_texts/``; their spec must then
+name every input (e.g. the texts' digest). ``--force`` recomputes a step's result from these entries; delete the
 folder to recompute them too.
 
 Entries are written through :func:`brittle.io.atomic_path`, so a killed run leaves none, and read
@@ -29,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from brittle.io import atomic_path, json_digest, model_slug, weights_fingerprint
+from brittle.io import atomic_path, json_digest, library_versions, model_slug, weights_fingerprint
 
 FOLDER = "_model_results"
 NO_MODEL = "_texts"
@@ -51,13 +52,13 @@ def array_digest(*arrays) -> str:
 def entry_path(output_root, step: str, model: str | None, revision: str | None, spec: dict) -> Path | None:
     """Where the entry of (step, model, spec) lives, or None when the model cannot be keyed."""
     if model is None:
-        key = json_digest({"layout": LAYOUT, "step": step, "spec": spec})
+        key = json_digest({"layout": LAYOUT, "step": step, "spec": spec, "libraries": library_versions()})
         return Path(output_root) / FOLDER / NO_MODEL / f"{step}-{key}.npz"
     fingerprint = weights_fingerprint(model)
     if fingerprint is None:
         return None
     key = json_digest({"layout": LAYOUT, "step": step, "model": str(model), "revision": revision,
-                       "weights": fingerprint, "spec": spec})
+                       "weights": fingerprint, "spec": spec, "libraries": library_versions()})
     return Path(output_root) / FOLDER / model_slug(model) / f"{step}-{key}.npz"
 
 

@@ -40,7 +40,7 @@ def test_second_call_returns_the_stored_arrays_without_computing(tmp_path):
             assert got[k].dtype == np.asarray(value[k]).dtype and np.array_equal(got[k], value[k])
 
 
-def test_changed_weights_spec_or_step_compute_again(tmp_path):
+def test_changed_weights_spec_step_or_library_compute_again(tmp_path, monkeypatch):
     model = _model_folder(tmp_path)
     compute, calls = _counting({"x": np.arange(3)})
     args = (tmp_path / "out", "step", str(model), None)
@@ -54,6 +54,10 @@ def test_changed_weights_spec_or_step_compute_again(tmp_path):
     assert len(calls) == 4
     model_results.cached(*args, {"seed": 0}, compute)                       # negative control: nothing changed
     assert len(calls) == 4
+    versions = model_results.library_versions()
+    monkeypatch.setattr(model_results, "library_versions", lambda: {**versions, "torch": "0.0"})  # upgraded
+    model_results.cached(*args, {"seed": 0}, compute)
+    assert len(calls) == 5
 
 
 def test_a_model_without_a_local_folder_is_never_stored(tmp_path):
