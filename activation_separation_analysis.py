@@ -49,23 +49,39 @@ def layer_replicates(f, r, scores, wf, wr):
     import numpy as np
 
     from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
-    from brittle.probes import auc
+    from brittle.probes import resampled_auc
 
     y = np.r_[np.ones(len(f)), np.zeros(len(r))]
     w = np.concatenate([wf, wr], axis=1).astype(int)
-    aucs = [auc(np.repeat(y, row), np.repeat(scores, row)) for row in w]
-    return np.stack([centroid_cosine_distance(f, r, wf, wr), np.array(aucs), variance_ratio(f, r, wf, wr)], axis=1)
+    return np.stack([centroid_cosine_distance(f, r, wf, wr), resampled_auc(y, scores, w),
+                     variance_ratio(f, r, wf, wr)], axis=1)
+
+
+def model_metrics(forget, retain, groups, wf, wr, args) -> dict:
+    """One model's metrics at every hidden state: ``points`` (L+1, 3) and bootstrap ``replicates``
+    (L+1, n_boot, 3), from its last-token states ``forget`` (n_f, L+1, d) and ``retain``."""
+    import numpy as np
+
+    from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
+    from brittle.probes import auc, out_of_fold_scores
+
+    y = np.r_[np.ones(len(forget), int), np.zeros(len(retain), int)]
+    points, reps = [], []
+    for index in range(forget.shape[1]):
+        f, r = forget[:, index].astype(np.float64), retain[:, index].astype(np.float64)
+        scores = out_of_fold_scores(np.concatenate([f, r]), y, args.C, args.max_iter, seed=args.seed, groups=groups)
+        points.append([centroid_cosine_distance(f, r), auc(y, scores), variance_ratio(f, r)])
+        reps.append(layer_replicates(f, r, scores, wf, wr))
+    return {"points": np.array(points), "replicates": np.stack(reps)}
 
 
 def body(args, argv) -> int:
-    import numpy as np
     import pandas as pd
 
+    from brittle import model_results
     from brittle.activation_steps import open_step
-    from brittle.io import model_slug, save_figure, write_csv
-    from brittle.metrics.similarity import centroid_cosine_distance, variance_ratio
+    from brittle.io import json_digest, model_slug, save_figure, write_csv
     from brittle.plotting.activations import separation
-    from brittle.probes import auc, out_of_fold_scores
     from brittle.stats import percentile_ci, resample_counts
 
     opened = open_step(args, argv, STEP)
@@ -73,33 +89,38 @@ def body(args, argv) -> int:
         return 0
     run, caps = opened.run, opened.captures
     groups = opened.fold_groups()
+    # The words-only baseline depends on the texts alone, a model's metrics on its own states: both
+    # are stored (brittle/model_results.py), so the pipeline's pairs with one model A fit A's
+    # classifiers once, and every pair shares one lexical baseline.
+    texts = {"forget": json_digest(opened.splits["forget"]), "retain": json_digest(opened.splits["retain"]),
+             "groups": json_digest(groups), "seed": args.seed}
     with run.timed("lexical baseline"):
-        lexical = opened.lexical_auc(seed=args.seed)
+        lexical = float(model_results.cached(args.output_root, STEP + "_lexical", None, None, texts,
+                                             lambda: {"auc": opened.lexical_auc(seed=args.seed)})["auc"])
     states = [(c["forget"].last_token, c["retain"].last_token) for c in caps.models]
     n_f, n_r = len(states[0][0]), len(states[0][1])
     # One resampling of the texts shared by both models and all hidden states: the change B − A is
     # then a paired difference, and hidden states are comparable replicate by replicate.
     wf = resample_counts(n_f, args.n_bootstrap, args.seed)
     wr = resample_counts(n_r, args.n_bootstrap, args.seed + 1)
-    y = np.r_[np.ones(n_f, int), np.zeros(n_r, int)]
     rows, changes = [], []
     with run.timed("metrics"):
+        per_model = []
+        for (model, revision), (f, r) in zip(((args.model_a, args.revision_a), (args.model_b, args.revision_b)), states):
+            spec = {"states": model_results.array_digest(f, r), "groups": texts["groups"], "C": args.C,
+                    "max_iter": args.max_iter, "seed": args.seed, "n_bootstrap": args.n_bootstrap}
+            per_model.append(model_results.cached(args.output_root, STEP, model, revision, spec,
+                                                  lambda f=f, r=r: model_metrics(f, r, groups, wf, wr, args)))
         for index in range(states[0][0].shape[1]):
-            reps, points = [], []
-            for m, (f, r) in enumerate(states):
-                f, r = f[:, index].astype(np.float64), r[:, index].astype(np.float64)
-                scores = out_of_fold_scores(np.concatenate([f, r]), y, args.C, args.max_iter, seed=args.seed,
-                                            groups=groups)
-                point = np.array([centroid_cosine_distance(f, r), auc(y, scores), variance_ratio(f, r)])
-                rep = layer_replicates(f, r, scores, wf, wr)
-                lo, hi = percentile_ci(rep)
+            points = [m["points"][index] for m in per_model]
+            reps = [m["replicates"][index] for m in per_model]
+            for m in range(2):
+                lo, hi = percentile_ci(reps[m])
                 row = {"hidden_state": index, "model": "ab"[m], "model_id": [args.model_a, args.model_b][m]}
                 for k, name in enumerate(METRICS):
-                    row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = point[k], lo[k], hi[k]
+                    row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = points[m][k], lo[k], hi[k]
                 row["lexical_auc"] = lexical
                 rows.append(row)
-                reps.append(rep)
-                points.append(point)
             lo, hi = percentile_ci(reps[1] - reps[0])
             for k, name in enumerate(METRICS):
                 changes.append({"hidden_state": index, "metric": name, "model_a_value": points[0][k],

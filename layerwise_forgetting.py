@@ -16,7 +16,9 @@ d_ft / (d_ref + d_ft) is above 0.5 where the unlearned model is closer to the re
 (forgotten) and below 0.5 where it is closer to the fine-tuned model (retained). Averaged over the
 early / middle / late thirds of the hidden states it classifies the model: true_unlearning (early
 and late > 0.5), obfuscation (early < 0.5, late > 0.5), no_effect (both < 0.5) or mixed. Models
-are loaded one at a time; the reference and fine-tuned models once for all unlearned models.
+are loaded one at a time; the reference and fine-tuned models once for all unlearned models, and
+each model's states are stored in <output-root>/_model_results/ (brittle/model_results.py), so a
+later call with other unlearned models, or a rerun, does not run them again.
 
 Questions: the preset's LAYERWISE_QUESTIONS (a JSONL of {"question", "answer"} as in TOFU,
 {"prompt", "answer"} as in forget_qa.jsonl, or our multiple-choice {"question", "choices",
@@ -93,9 +95,9 @@ def body(args, argv=None) -> int:
 
     import pandas as pd
 
-    from brittle import steps
+    from brittle import model_results, steps
     from brittle.capture.prompts import build_inputs, capture
-    from brittle.io import StepRun, model_slug, save_figure, write_csv, write_json
+    from brittle.io import StepRun, json_digest, model_slug, save_figure, write_csv, write_json
     from brittle.layerwise_tables import analyse, console_summary
     from brittle.models import load_model, load_tokenizer
     from brittle.padding import pad_id
@@ -141,14 +143,28 @@ def body(args, argv=None) -> int:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
 
+    # A model's states depend on its weights and these prompts only: stored on disk
+    # (brittle/model_results.py), the reference's and the fine-tuned model's are computed once for
+    # every call that analyses other unlearned models, and a rerun computes none.
+    spec = {"ids": json_digest(inputs.ids), "spans": json_digest(inputs.spans), "dtype": str(dtype),
+            "device": device.type, "batch_size": args.batch_size}   # padding width could change GPU bits
+
     def states_of(name: str):
-        """Load one model, take its hidden states, free it: only one model is ever in memory."""
-        model = load_model(name, dtype=dtype, device=device, trust_remote_code=args.trust_remote_code)
-        try:
-            return capture(model, inputs, pad_id(tokenizer), args.batch_size, desc=model_slug(name)).numpy()
-        finally:
-            del model
-            gc.collect()
+        """One model's hidden states, from the store or from a pass of its own (one model in memory)."""
+        def compute():
+            model = load_model(name, dtype=dtype, device=device, trust_remote_code=args.trust_remote_code)
+            size = sum(p.numel() * p.element_size() for p in model.parameters())
+            try:
+                return {"states": capture(model, inputs, pad_id(tokenizer), args.batch_size,
+                                          desc=model_slug(name)).numpy()}
+            finally:
+                del model
+                # A full collection frees a model that reference cycles keep alive before the next
+                # is loaded, but walks every object of the process (about 1 s once transformers is
+                # imported): worth it for a model of a GiB or more, not for the tiny world's.
+                if size >= 2 ** 30:
+                    gc.collect()
+        return model_results.cached(args.output_root, STEP, name, None, spec, compute)["states"]
 
     ref, ft = states_of(args.reference), states_of(args.finetuned)
     if ref.shape != ft.shape:

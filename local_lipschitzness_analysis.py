@@ -52,10 +52,11 @@ def body(args, argv) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from brittle import model_results
     from brittle.activation_steps import open_step
     from brittle.capture import tokenize_texts
     from brittle.errors import require_finite
-    from brittle.io import model_slug, save_figure, write_csv
+    from brittle.io import json_digest, model_slug, save_figure, write_csv
     from brittle.models import load_model, load_tokenizer
     from brittle.padding import pad_id, right_pad
     from brittle.plotting.activations import lipschitz
@@ -78,11 +79,15 @@ def body(args, argv) -> int:
     tokenizer = load_tokenizer(args.model_a, args.revision_a, args.trust_remote_code)
     token_ids = {s: tokenize_texts(tokenizer, texts, args.max_length) for s, texts in splits.items()}
     pad = pad_id(tokenizer)
-    rows, forward_tokens, t0 = [], 0, time.time()
+    forward_tokens, t0 = 0, time.time()
 
-    for m, (model_id, revision) in enumerate(((args.model_a, args.revision_a), (args.model_b, args.revision_b))):
+    def model_stats(model_id, revision, m) -> dict:
+        """Per text of each split (forget texts first, each split in text order): its tokens and
+        the four statistics, from one model's own perturbed passes (the model is loaded once)."""
+        nonlocal forward_tokens
         model = for_sensitivity(load_model(model_id, dtype=dtype, device=device, revision=revision,
                                            trust_remote_code=args.trust_remote_code, device_map=args.device_map))
+        out = {"split": [], "text_index": [], "n_tokens": [], **{k: [] for k in METRICS}}
         for s, ids_list in token_ids.items():
             # Seeded per (split, text batch), not per model: A and B see the same perturbation directions.
             order = sorted(range(len(ids_list)), key=lambda i: -len(ids_list[i]))
@@ -95,11 +100,31 @@ def body(args, argv) -> int:
                     require_finite(stats[k], f"{k} of {model_id} on {s} texts",
                                    "the model's outputs are not finite under perturbation (try a smaller --epsilon)")
                 forward_tokens += ids.numel() * (args.n_perturbations + 1)
-                for row, i in enumerate(chunk):
-                    rows.append({"split": s, "model": "ab"[m], "text_index": i, "n_tokens": int(mask[row].sum()),
-                                 **{k: float(stats[k][row]) for k in METRICS}})
+                out["split"] += [s] * len(chunk)
+                out["text_index"] += chunk
+                out["n_tokens"] += mask.sum(1).tolist()
+                for k in METRICS:
+                    out[k] += stats[k].tolist()
         del model
-    per_text = pd.DataFrame(rows).sort_values(["split", "model", "text_index"]).reset_index(drop=True)
+        return out
+
+    # A model's statistics do not depend on the other model (the noise is seeded by split and
+    # batch): they are stored (brittle/model_results.py), so the pipeline's pairs that share model
+    # A perturb A once. Batch size is in the key, as it seeds the noise.
+    spec = {"ids": {s: json_digest(ids) for s, ids in token_ids.items()}, "epsilon": args.epsilon,
+            "n_perturbations": args.n_perturbations, "batch_size": args.batch_size, "seed": args.seed,
+            "dtype": str(dtype), "compute_dtype": args.compute_dtype, "device": device.type,
+            "device_map": args.device_map}
+    frames = []
+    for m, (model_id, revision) in enumerate(((args.model_a, args.revision_a), (args.model_b, args.revision_b))):
+        def compute(model_id=model_id, revision=revision, m=m):
+            return model_stats(model_id, revision, m)
+        stored = model_results.cached(args.output_root, STEP, model_id, revision, spec, compute)
+        frames.append(pd.DataFrame({"split": stored["split"].astype(str), "model": "ab"[m],
+                                    "text_index": stored["text_index"].astype(int),
+                                    "n_tokens": stored["n_tokens"].astype(int),
+                                    **{k: stored[k].astype(float) for k in METRICS}}))
+    per_text = pd.concat(frames, ignore_index=True).sort_values(["split", "model", "text_index"]).reset_index(drop=True)
     summary, change = [], []
     for k, s in enumerate(splits):
         part = per_text[per_text.split == s]

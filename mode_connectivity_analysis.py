@@ -51,11 +51,12 @@ def body(args, argv) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from brittle import model_results
     from brittle.activation_steps import open_step
     from brittle.capture import tokenize_texts
     from brittle.errors import UserError, require_finite
     from brittle.evaluation import per_text_nll
-    from brittle.io import model_slug, save_figure, write_csv
+    from brittle.io import json_digest, model_slug, save_figure, write_csv
     from brittle.metrics.connectivity import barrier, excess_over_chord, path_losses
     from brittle.mode_connectivity import check_compatible, float32_state, set_interpolation, weight_distance
     from brittle.models import load_model, load_tokenizer
@@ -93,15 +94,33 @@ def body(args, argv) -> int:
     # nll[split]: (points, texts) summed nats; every text's tokens counted once (the same at every α).
     nll = {s: np.zeros((len(alphas), len(ids))) for s, ids in token_ids.items()}
     tokens, forward_tokens, t0 = {}, 0, time.time()
+    def losses(alpha: float) -> dict:
+        """Per split, per-text summed NLL (nats) and predicted tokens of θ(α)."""
+        nonlocal forward_tokens
+        set_interpolation(work, state_a, state_b, alpha)
+        out = {}
+        for s, ids in token_ids.items():
+            forward_tokens += sum(len(x) for x in ids)
+            out[s], out[f"{s}_tokens"] = per_text_nll(work, ids, pad_id(tokenizer), args.batch_size, device,
+                                                      progress=True, desc=f"α={alpha:.2f} {s}")
+        return out
+
+    # θ(0) is model A itself (lerp returns θ_a exactly, on A's own architecture): its losses are
+    # stored on disk (brittle/model_results.py), so the pipeline's pairs that share A compute the
+    # start of their path once. Batch size is in the key: it could change the bits on a GPU.
+    start_spec = {"ids": {s: json_digest(ids) for s, ids in token_ids.items()}, "dtype": str(dtype),
+                  "device": device.type, "batch_size": args.batch_size}
     with run.timed("path"):
         for j, alpha in enumerate(tqdm(alphas, desc="path")):
-            set_interpolation(work, state_a, state_b, float(alpha))
-            for s, ids in token_ids.items():
-                nll[s][j], tokens[s] = per_text_nll(work, ids, pad_id(tokenizer), args.batch_size, device,
-                                                    progress=True, desc=f"α={alpha:.2f} {s}")
+            if j == 0:
+                point = model_results.cached(args.output_root, STEP + "_start", args.model_a, args.revision_a,
+                                             start_spec, lambda: losses(0.0))
+            else:
+                point = losses(float(alpha))
+            for s in token_ids:
+                nll[s][j], tokens[s] = point[s], point[f"{s}_tokens"]
                 require_finite(nll[s][j], f"the loss at alpha {alpha:.2f} on {s} texts",
                                "the interpolated model overflows (try --dtype float32)")
-                forward_tokens += sum(len(x) for x in ids)
     del work
 
     curves, summary = [], []

@@ -113,6 +113,31 @@ def auc(y: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def resampled_auc(y: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`auc` of every bootstrap replicate at once: (n_boot,) float64.
+
+    ``counts`` (n_boot, n) int: how often each row of ``y``/``scores`` (n,) is drawn in each
+    replicate (``brittle.stats.resample_counts``); replicate r is the AUC of the rows repeated
+    ``counts[r]`` times. Computed as the Mann–Whitney count over the distinct score values,
+    U = Σ_v P_v (N_{<v} + N_v / 2) with P_v, N_v the positive and negative draws at value v, in
+    integers (2U is exact in int64); the one division U / (n_pos n_neg) is then the very float
+    operation :func:`auc` ends with, so both give the same bits, without a sort per replicate.
+    """
+    y = np.asarray(y).astype(bool)
+    counts = np.asarray(counts, dtype=np.int64)
+    _, value = np.unique(np.asarray(scores), return_inverse=True)   # (n,) rank of each distinct score
+    k = int(value.max()) + 1
+    at = np.zeros((2, counts.shape[0], k), dtype=np.int64)           # draws per value: [negatives, positives]
+    for cls in (0, 1):
+        rows = np.flatnonzero(y == cls)
+        np.add.at(at[cls].T, value[rows], counts[:, rows].T)
+    neg, pos = at
+    below = np.cumsum(neg, axis=1) - neg                              # N_{<v}
+    twice_u = (pos * (2 * below + neg)).sum(1)
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    return (twice_u / 2) / (n_pos * n_neg)
+
+
 def probe_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Held-out accuracy (score > 0), majority-class baseline, selectivity = accuracy − baseline, AUC."""
     y = np.asarray(y)

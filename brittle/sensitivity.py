@@ -20,6 +20,12 @@ embedding norm; pad positions are not perturbed), and per text, with d_r = f(E +
   This removes the length dependence, not the loss-level dependence: for one text, B/A is the same
   for both columns; means over texts of different lengths differ.
 
+Cost. One forward and backward pass (the gradient, and f(E)) plus R perturbed forward passes per
+batch. The R perturbed copies of a batch are stacked into as few passes as fit in
+:data:`PASS_ELEMENTS` log-probabilities (all R at once for the tiny world, where a small model's
+per-call overhead is then paid once; benchmarks/bench_comparison_steps.md); the numbers are those of one pass
+per perturbation (tests/test_lipschitz_numerics.py).
+
 Texts in a batch do not interact (causal attention within each row, padding masked), so the
 gradient of the batch's summed loss with respect to a text's embeddings is that text's own.
 
@@ -57,6 +63,18 @@ def for_sensitivity(model: nn.Module) -> nn.Module:
     return model.to(COMPUTE_DTYPE)
 
 
+# Most log-probability elements (rows × positions × vocabulary) one stacked pass may produce: 2²⁸
+# float32 values are 1 GiB, and the forward's activations scale with it. A 6.9B model's batch of
+# 8 × 512 tokens × 50k vocabulary alone is 2²⁷·1.5, so it keeps one perturbation per pass.
+PASS_ELEMENTS = 2 ** 28
+
+
+def perturbations_per_pass(batch: int, length: int, vocab: int, n_perturbations: int) -> int:
+    """How many perturbed copies of a (batch, length) batch go through the model together: as many
+    as keep the stacked log-probabilities within :data:`PASS_ELEMENTS`, at least 1, at most all."""
+    return max(1, min(n_perturbations, PASS_ELEMENTS // max(batch * length * vocab, 1)))
+
+
 def _sphere(shape, radius: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
     return noise / noise.norm(dim=-1, keepdim=True) * radius
@@ -79,7 +97,7 @@ def perturbation_stats(model: nn.Module, input_ids: torch.Tensor, attention_mask
     real = mask.bool().unsqueeze(-1)
     emb = model.get_input_embeddings()(ids).detach().float()
 
-    def log_probs(e):
+    def log_probs(e, mask=mask, real=real):
         # e is float32; the cast is a no-op for a float32 model (a lower-precision one rounds E + δ here).
         out = model(inputs_embeds=e.to(weight.dtype), attention_mask=mask).logits
         return torch.log_softmax(out.float(), -1) * real
@@ -97,14 +115,25 @@ def perturbation_stats(model: nn.Module, input_ids: torch.Tensor, attention_mask
         base = lp.detach()
         radius = (epsilon * emb.norm(dim=-1, keepdim=True)).cpu()
         ratios, mean, m2 = [], torch.zeros_like(base), torch.zeros_like(base)
-        for k in range(1, n_perturbations + 1):
-            delta = _sphere(emb.shape, radius, generator).to(device) * real
-            d = log_probs(emb + delta) - base
-            ratios.append(d.flatten(1).norm(dim=1) / delta.flatten(1).norm(dim=1))
-            # Welford: mean_k = mean_{k-1} + (d − mean_{k-1})/k; M2 += (d − mean_{k-1})(d − mean_k).
-            step = d - mean
-            mean += step / k
-            m2 += step * (d - mean)
+        per_pass = perturbations_per_pass(*ids.shape, base.shape[-1], n_perturbations)
+        k = 0
+        for first in range(0, n_perturbations, per_pass):
+            # Noise drawn one perturbation at a time, in the same order as one pass per perturbation
+            # would: the directions (and every number below) do not depend on how passes are stacked.
+            chunk = [_sphere(emb.shape, radius, generator).to(device) * real
+                     for _ in range(min(per_pass, n_perturbations - first))]
+            # Several perturbed copies of the batch in one forward pass (rows do not interact:
+            # causal attention per row), so a small model pays its per-call overhead once.
+            stacked = log_probs(torch.cat([emb + delta for delta in chunk]), mask.repeat(len(chunk), 1),
+                                real.repeat(len(chunk), 1, 1))
+            for delta, out in zip(chunk, stacked.split(len(ids))):
+                k += 1
+                d = out - base
+                ratios.append(d.flatten(1).norm(dim=1) / delta.flatten(1).norm(dim=1))
+                # Welford: mean_k = mean_{k-1} + (d − mean_{k-1})/k; M2 += (d − mean_{k-1})(d − mean_k).
+                step = d - mean
+                mean += step / k
+                m2 += step * (d - mean)
         var = m2 / max(n_perturbations - 1, 1)  # unbiased variance over perturbations, ≥ 0 by construction
         positions = mask.sum(1) * base.shape[-1]
         output_variance = var.flatten(1).sum(1) / positions

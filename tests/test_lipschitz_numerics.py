@@ -147,6 +147,28 @@ def test_variance_scales_as_epsilon_squared_on_a_transformer_in_float32_and_from
     assert (_variance_ratio(low, 1e-3, 1e-4, ids, mask) < 50).all()
 
 
+def test_stacked_perturbation_passes_give_the_numbers_of_one_pass_each(tiny_batch, monkeypatch):
+    """Invariant: pushing several perturbed copies of the batch through one forward pass (the
+    default on small models) gives the same statistics as one pass per perturbation (the memory
+    cap forced to one copy) or uneven chunks (3 + 3 + 1): rows do not interact and the noise is
+    drawn in the same order. Negative control: another noise seed changes them."""
+    import brittle.sensitivity as sensitivity
+
+    _, ids, mask = tiny_batch
+    model = make_tiny_model("gpt_neox")
+    vocab = model.get_output_embeddings().weight.shape[0]
+    assert sensitivity.perturbations_per_pass(*ids.shape, vocab, 7) == 7   # everything in one pass here
+    stacked = _stats(model, ids, mask, 0.01, r=7)
+    for copies in (1, 3):
+        monkeypatch.setattr(sensitivity, "PASS_ELEMENTS", copies * ids.numel() * vocab)
+        assert sensitivity.perturbations_per_pass(*ids.shape, vocab, 7) == copies
+        chunked = _stats(model, ids, mask, 0.01, r=7)
+        for k in stacked:
+            torch.testing.assert_close(chunked[k], stacked[k], rtol=1e-6, atol=0)
+    other = _stats(model, ids, mask, 0.01, r=7, seed=1)
+    assert not torch.allclose(other["lipschitz"], stacked["lipschitz"], rtol=1e-3)
+
+
 # ------------------------------------------------------------------------------- (c) zero variance
 def test_constant_outputs_have_exactly_zero_variance():
     """A model whose output ignores its input (A = 0, log-probabilities of about −40 from a bias):
@@ -252,3 +274,36 @@ def test_step_in_bfloat16_agrees_with_float32(pair):
     lip_low = float(_stats(low, ids, mask, 0.01, r=4)["lipschitz"].mean())
     lip_f32 = float(summary["float32"].query("split == 'forget' and model == 'a'").lipschitz.iloc[0])
     assert abs(lip_low / lip_f32 - 1) > 0.05
+
+
+def test_each_models_statistics_are_stored_and_serve_the_swapped_pair(pair):
+    """A model's per-text statistics do not depend on the other model (the noise is seeded by split
+    and batch), so they are stored: the pair B → A then runs no pass at all, and its model-a rows
+    are bit for bit the first run's model-b rows. Negative control: another --seed is a new key,
+    computes again and gives other numbers."""
+    import json
+
+    import local_lipschitzness_analysis
+
+    tmp, a, b, forget, retain = pair
+    out = tmp / "out-store"
+
+    def run(x, y, *extra):
+        assert local_lipschitzness_analysis.main([
+            "--model-a", str(x), "--model-b", str(y), "--forget-file", str(forget), "--retain-file", str(retain),
+            "--device", "cpu", "--n-bootstrap", "20", "--batch-size", "4", "--n-perturbations", "4",
+            "--output-root", str(out), *extra]) == 0
+        folder = out / f"{x.name}__vs__{y.name}" / "lipschitzness"
+        meta = json.loads((folder / "run_meta.json").read_text())
+        return pd.read_csv(folder / "lipschitz_per_text.csv"), meta["forward_tokens"]
+
+    first, tokens = run(a, b)
+    swapped, swapped_tokens = run(b, a)
+    assert tokens > 0 and swapped_tokens == 0
+    cols = ["split", "text_index", "n_tokens", "lipschitz", "grad_norm", "grad_norm_per_token", "output_variance"]
+    for x, y in (("a", "b"), ("b", "a")):
+        pd.testing.assert_frame_equal(first[first.model == x][cols].reset_index(drop=True),
+                                      swapped[swapped.model == y][cols].reset_index(drop=True), check_exact=True)
+    other, other_tokens = run(a, b, "--seed", "1")
+    assert other_tokens == tokens
+    assert not np.allclose(other["lipschitz"], first["lipschitz"], rtol=1e-3)

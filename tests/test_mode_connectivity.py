@@ -173,3 +173,24 @@ def test_report_reader_takes_the_forget_and_retain_rows(tmp_path):
                   {"split": "retain", "barrier": 0.1, "l2_distance": 11.7}]).to_csv(path, index=False)
     assert mode_connectivity(path, "x") == {"lmc_barrier_forget": 0.8, "lmc_barrier_retain": 0.1,
                                             "lmc_l2_distance": 11.7}
+
+
+def test_stored_start_of_the_path_gives_the_same_curve_and_skips_its_passes(world, tmp_path):
+    """Invariant: the α = 0 losses read back from brittle/model_results.py give bit-identical CSVs,
+    with one point's forward tokens fewer; a rerun with the store emptied (negative control of the
+    skip) computes every point again."""
+    import json
+    import shutil
+
+    _, _, forget, retain, a, b = world
+    first, first_summary, folder = _run(tmp_path, forget, retain, a, b)
+    tokens = json.loads((folder / "run_meta.json").read_text())["forward_tokens"]
+    assert len(list((tmp_path / "out" / "_model_results").rglob("mode_connectivity_start-*.npz"))) == 1
+    again, again_summary, _ = _run(tmp_path, forget, retain, a, b, "--force")
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    pd.testing.assert_frame_equal(first_summary, again_summary, check_exact=True)
+    stored = json.loads((folder / "run_meta.json").read_text())["forward_tokens"]
+    assert stored == tokens * 10 // 11
+    shutil.rmtree(tmp_path / "out" / "_model_results")
+    _run(tmp_path, forget, retain, a, b, "--force")
+    assert json.loads((folder / "run_meta.json").read_text())["forward_tokens"] == tokens

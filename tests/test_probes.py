@@ -66,3 +66,24 @@ def test_grouped_probe_on_activations():
     assert abs(probe_metrics(y, out_of_fold_scores(x, y, groups=groups))["auc"] - 0.5) < 0.25
     x[:, 0] = 4 * y + rng.normal(size=120)                         # a class signal shared by all groups
     assert probe_metrics(y, out_of_fold_scores(x, y, groups=groups))["auc"] > 0.9
+
+
+def test_resampled_auc_is_the_auc_of_each_expanded_replicate_bit_for_bit():
+    """Every replicate equals :func:`auc` on the rows repeated by its counts (the old loop), to
+    the bit, and sklearn's weighted ROC AUC (an independent reference) to rounding; scores with
+    many ties, where the ½ rule matters. Negative control: ignoring the counts gives other AUCs."""
+    from sklearn.metrics import roc_auc_score
+
+    from brittle.probes import auc, resampled_auc
+    from brittle.stats import resample_counts
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(60, int), np.zeros(40, int)]
+    scores = np.round(rng.standard_normal(100) + 0.5 * y, 1)      # rounded: many tied values
+    counts = np.concatenate([resample_counts(60, 50, 1), resample_counts(40, 50, 2)], axis=1).astype(int)
+    got = resampled_auc(y, scores, counts)
+    expanded = np.array([auc(np.repeat(y, row), np.repeat(scores, row)) for row in counts])
+    assert np.array_equal(got, expanded)
+    weighted = np.array([roc_auc_score(y, scores, sample_weight=row) for row in counts])
+    np.testing.assert_allclose(got, weighted, rtol=1e-12)
+    assert not np.allclose(got, auc(y, scores))
