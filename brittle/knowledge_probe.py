@@ -97,6 +97,15 @@ def value_counts(facts: Sequence[syn.Fact]) -> dict[str, int]:
     return {rel: len(v) for rel, v in values.items()}
 
 
+# The solver's stopping tolerance (lbfgs, on the gradient's largest entry). sklearn's default 1e-4 made
+# the probe the slowest per-model step (210 fits, 54 s a model on the tiny world); at 1e-3 the fits
+# take half the time and the best-state accuracies of base -> npo moved by 0.007-0.024 (hazard 0.302
+# -> 0.295, near 0.432 -> 0.417, far 0.642 -> 0.618, all far outside the shuffled control's 0.07-0.11;
+# measured 2026-12-02, docs/steps.md). The accuracy depends on where lbfgs stops either way: even
+# fitting to 1e-10 changes a few predictions against 1e-4.
+TOL = 1e-3
+
+
 def fold_rows(entity: np.ndarray, template: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, test rows) per entity-grouped fold: training templates of the other entities,
     evaluation templates of the fold's held-out entities (``brittle.probes.entity_folds``)."""
@@ -122,7 +131,8 @@ def shuffled_within_relation(labels: np.ndarray, entity: np.ndarray, relation: n
 
 
 def restricted_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, test_relation: np.ndarray,
-                           class_relation: np.ndarray, c: float = 1.0, max_iter: int = 1000) -> np.ndarray:
+                           class_relation: np.ndarray, c: float = 1.0, max_iter: int = 1000,
+                           tol: float = TOL) -> np.ndarray:
     """Predicted class (n_test,) int of a multinomial ``LogisticRegression(C=c)`` on standardised
     features, the argmax taken over the classes of each test row's relation only.
 
@@ -134,10 +144,10 @@ def restricted_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.
 
     # single-threaded BLAS, as in brittle.probes: many small products, slower multi-threaded
     with threadpool_limits(1, user_api="blas"):
-        return _restricted_predictions(x_train, y_train, x_test, test_relation, class_relation, c, max_iter)
+        return _restricted_predictions(x_train, y_train, x_test, test_relation, class_relation, c, max_iter, tol)
 
 
-def _restricted_predictions(x_train, y_train, x_test, test_relation, class_relation, c, max_iter) -> np.ndarray:
+def _restricted_predictions(x_train, y_train, x_test, test_relation, class_relation, c, max_iter, tol) -> np.ndarray:
     """:func:`restricted_predictions` in the caller's BLAS thread setting (entering
     ``threadpool_limits`` costs about 10 ms, a few percent of a fit, so loops enter it once)."""
     from sklearn.linear_model import LogisticRegression
@@ -148,7 +158,7 @@ def _restricted_predictions(x_train, y_train, x_test, test_relation, class_relat
     if len(classes) == 1:   # nothing to fit: the one class is the answer wherever it is allowed
         scores = np.zeros((len(x_test), 1))
     else:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, tol=tol))
         probe.fit(x_train, y_train)
         scores = probe.decision_function(x_test)
         if scores.ndim == 1:   # two classes: sklearn returns the logit of the second
@@ -159,7 +169,7 @@ def _restricted_predictions(x_train, y_train, x_test, test_relation, class_relat
 
 
 def probe_family(states: np.ndarray, items: ProbeItems, n_values: dict[str, int], folds: int = 5,
-                 c: float = 1.0, max_iter: int = 1000, seed: int = 0, n_boot: int = 200,
+                 c: float = 1.0, max_iter: int = 1000, seed: int = 0, n_boot: int = 200, tol: float = TOL,
                  tick: Callable[[], None] | None = None) -> list[dict]:
     """One row per hidden state for one family's prompts (see the module docstring).
 
@@ -200,7 +210,7 @@ def probe_family(states: np.ndarray, items: ProbeItems, n_values: dict[str, int]
             for (train, test), y_shuffled in zip(splits, shuffled):
                 for target, out in ((labels, correct), (y_shuffled, control)):
                     pred = _restricted_predictions(x[train], target[train], x[test], relation_id[test],
-                                                   class_relation, c, max_iter)
+                                                   class_relation, c, max_iter, tol)
                     out.append(pred == labels[test])   # the control is scored against the true values
         acc, lo, hi = interval(np.concatenate(correct), index)
         s_acc, s_lo, s_hi = interval(np.concatenate(control), 1000 + index)
