@@ -11,6 +11,10 @@ which in row blocks, and where the σ₁ solves run.
   by two independent solves that never wait for each other. Reading ahead stops when the pairs in
   flight would exceed ``budget_bytes``; a pair larger than the budget runs alone.
 * ``workers`` = 1 runs everything in order on the calling thread with torch's own threading.
+
+Two ARPACK solves at once are safe: scipy 1.15+ (the lock file has 1.17) keeps ARPACK's state in
+each solver object, and older scipy versions, whose Fortran ARPACK kept state in SAVE variables,
+serialise ``eigsh`` calls behind a lock (correct, only not concurrent).
 """
 
 from __future__ import annotations
