@@ -43,10 +43,15 @@ def build_parser(argv=None):
     p.add_argument("--spectral-tol", type=cli.positive_float, default=None,
                    help="ARPACK relative tolerance on sigma_1^2, sigma_1 is accurate to about half of it "
                         "(default: brittle.metrics.linalg.SPECTRAL_TOL, 1e-4)")
+    p.add_argument("--workers", type=cli.positive_int, default=None,
+                   help="threads running the eigen-solves, one torch thread each (default: torch's thread "
+                        "count, i.e. OMP_NUM_THREADS or the cores; 1 = in order with torch's own threading). "
+                        "The numbers do not depend on it")
     return p
 
 
 def body(args, argv) -> int:
+    import torch
     from tqdm import tqdm
 
     from brittle import steps
@@ -55,13 +60,13 @@ def body(args, argv) -> int:
     from brittle.metrics.linalg import SPECTRAL_TOL
     from brittle.param_stats import (
         describe_relatedness,
-        matrix_row,
         per_layer,
         per_matrix_frame,
         public,
         relatedness_summary,
     )
-    from brittle.weights import WeightPairs, stored_transposed
+    from brittle.param_stats_run import collect_rows
+    from brittle.weights import WeightPairs
 
     outdir = steps.outdir(args, STEP, model_a=args.model_a, model_b=args.model_b)
     args.spectral_tol = args.spectral_tol or SPECTRAL_TOL
@@ -75,13 +80,9 @@ def body(args, argv) -> int:
     pairs = WeightPairs(args.model_a, args.model_b, args.revision_a, args.revision_b, matrices_only=True)
     if len(pairs) == 0:
         raise UserError(f"{args.model_a} holds no 2-D weight matrices to compare")
-    rows = []
-    with step.timed("stream_and_stats"):
-        for name, w_a, w_b in tqdm(pairs, total=len(pairs), desc="param stats", unit="matrix"):
-            if stored_transposed(pairs.config, name):  # GPT-2 Conv1D: shape0 is always out_features
-                w_a, w_b = w_a.T, w_b.T
-            rows.append(matrix_row(name, w_a, w_b, args.empirical_rank, args.spectral_tol))
-            del w_a, w_b  # free this pair before the next one is read
+    workers = args.workers or torch.get_num_threads()
+    with step.timed("stream_and_stats"), tqdm(total=len(pairs), desc="param stats", unit="matrix") as bar:
+        rows = collect_rows(pairs, args.empirical_rank, args.spectral_tol, workers=workers, on_row=bar.update)
 
     df = per_matrix_frame(rows)
     write_csv(step.path("per_matrix.csv"), public(df))

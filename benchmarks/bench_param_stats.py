@@ -16,6 +16,16 @@ error of collect_param_stats against the exact values, with ratios. Checkpoints 
 afterwards unless --keep.
 
     uv run python benchmarks/bench_param_stats.py --size 160m
+
+With --previous TREE (a git worktree of an earlier commit, e.g. `git worktree add /tmp/prev
+7758f1f`) the baseline is instead that version's collect_param_stats.py: the two run alternately
+(previous first) --repeats times on each pair, the table gives the median wall time, the largest
+peak RSS and their ratios, and the per-matrix CSVs must agree to --rtol (largest relative
+difference over every numeric column; the run fails otherwise). --pairs picks the pairs,
+--checkpoints DIR reuses checkpoints written by an earlier run with --keep (only the kinds the
+pairs need are written otherwise).
+
+    uv run python benchmarks/bench_param_stats.py --size 410m --previous /tmp/prev --pairs filtered
 """
 
 from __future__ import annotations
@@ -75,10 +85,16 @@ def change(name: str, w: torch.Tensor, gen: torch.Generator) -> torch.Tensor | N
     return low + noise
 
 
-def write_checkpoints(size: str, root: Path) -> dict[str, Path]:
+KINDS = ("base", "unlearned", "filtered")
+
+
+def write_checkpoints(size: str, root: Path, kinds: tuple[str, ...] = KINDS) -> dict[str, Path]:
+    """Write the synthetic checkpoints named in ``kinds`` (a subset of KINDS; base always) under
+    ``root``. The random stream is the same whichever kinds are written, so a base written alone
+    equals the base written with the others."""
     cfg = config(size)
     shapes = tensor_shapes(cfg)
-    paths = {k: root / f"pythia-{size}-{k}" for k in ("base", "unlearned", "filtered")}
+    paths = {k: root / f"pythia-{size}-{k}" for k in KINDS if k in kinds or k == "base"}
     for p in paths.values():
         p.mkdir(parents=True, exist_ok=True)
         (p / "config.json").write_text(json.dumps(cfg, indent=2))
@@ -106,7 +122,8 @@ def write_checkpoints(size: str, root: Path) -> dict[str, Path]:
         delta = change(name, base, gen)
         edited = base + delta if delta is not None else base
         for k, t in (("base", base), ("unlearned", edited), ("filtered", other)):
-            pending[k][name] = t.to(torch.bfloat16).contiguous()
+            if k in paths:
+                pending[k][name] = t.to(torch.bfloat16).contiguous()
         shard["bytes"] += base.numel() * 2
         del base, other, edited, delta
         if shard["bytes"] >= SHARD_BYTES:
@@ -130,6 +147,61 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     return wall, int(out.stderr.strip().splitlines()[-1]) / 1024 ** 2
 
 
+def max_rel_diff(csv_a: Path, csv_b: Path) -> float:
+    """Largest |a − b| / |a| over every numeric cell of two per-matrix CSVs (rows matched by name;
+    equal cells, NaN included, count 0); raises if the names, columns or text cells differ."""
+    import numpy as np
+
+    a = pd.read_csv(csv_a).set_index("name")
+    b = pd.read_csv(csv_b).set_index("name")
+    if sorted(a.index) != sorted(b.index) or list(a.columns) != list(b.columns):
+        raise SystemExit(f"{csv_a} and {csv_b} hold different matrices or columns")
+    b = b.loc[a.index]
+    worst = 0.0
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if x.dtype.kind not in "fi":
+            if not (x.fillna("") == y.fillna("")).all():
+                raise SystemExit(f"column {col} differs")
+            continue
+        x, y = x.to_numpy(float), y.to_numpy(float)
+        same = (x == y) | (np.isnan(x) & np.isnan(y))
+        rel = np.where(same, 0.0, np.abs(x - y) / np.maximum(np.abs(x), 1e-300))
+        worst = max(worst, float(rel.max()))
+    return worst
+
+
+def against_previous(args, paths: dict[str, Path], root: Path) -> list[dict]:
+    """Previous version vs this one, alternating, per pair (see the module docstring)."""
+    import statistics
+
+    results = []
+    for pair in args.pairs:
+        runs: dict[str, list[tuple[float, float]]] = {"previous": [], "ours": []}
+        for i in range(args.repeats):
+            for side, tree in (("previous", Path(args.previous)), ("ours", ROOT)):
+                out = root / f"stats_{side}_{pair}_{i}"
+                runs[side].append(measure([sys.executable, str(tree / "collect_param_stats.py"), "--model-a",
+                                           str(paths["base"]), "--model-b", str(paths[pair]), "--outdir", str(out),
+                                           "--force"]))
+                print(f"{pair} run {i + 1} {side}: {runs[side][-1][0]:.1f} s, {runs[side][-1][1]:.2f} GB", flush=True)
+        diff = max(max_rel_diff(root / f"stats_previous_{pair}_0" / "per_matrix.csv",
+                                root / f"stats_{side}_{pair}_{i}" / "per_matrix.csv")
+                   for side in ("previous", "ours") for i in range(args.repeats))
+        rec = {"pair": f"base->{pair}"}
+        for side in ("previous", "ours"):
+            rec[f"{side}_s"] = statistics.median(w for w, _ in runs[side])
+            rec[f"{side}_rss_gb"] = max(r for _, r in runs[side])
+        rec["speedup"] = rec["previous_s"] / rec["ours_s"]
+        rec["rss_ratio"] = rec["previous_rss_gb"] / rec["ours_rss_gb"]
+        rec["max_rel_diff"] = diff
+        results.append(rec)
+        print(json.dumps(rec), flush=True)
+        if diff > args.rtol:
+            raise SystemExit(f"base->{pair}: the two versions' numbers differ by {diff:.2e} > {args.rtol:g}")
+    return results
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(LAYOUTS), default="160m")
@@ -138,19 +210,41 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the synthetic checkpoints")
     p.add_argument("--skip-baseline", action="store_true",
                    help="only time collect_param_stats (the baseline cannot load the 6.9b pair in 24 GB)")
+    p.add_argument("--previous", default=None, help="git worktree of an earlier version: time it against this one")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per side with --previous (median)")
+    p.add_argument("--pairs", type=lambda t: t.split(","), default=["unlearned", "filtered"],
+                   help="comma-separated subset of unlearned,filtered")
+    p.add_argument("--rtol", type=float, default=1e-6, help="largest allowed relative difference with --previous")
+    p.add_argument("--checkpoints", default=None, help="reuse the checkpoints under this folder (from --keep)")
+    p.add_argument("--skip-ours", action="store_true", help="with --skip-baseline: only write the checkpoints")
     args = p.parse_args(argv)
     if args.size == "6.9b" and not args.allow_large:
         p.error("the 6.9b layout writes ~42 GB of checkpoints: pass --allow-large")
     root = Path(args.workdir)
-    t0 = time.time()
-    paths = write_checkpoints(args.size, root)
-    print(f"wrote synthetic pythia-{args.size} checkpoints in {time.time() - t0:.0f} s under {root}")
+    if args.checkpoints:
+        paths = {k: Path(args.checkpoints) / f"pythia-{args.size}-{k}" for k in KINDS}
+    else:
+        t0 = time.time()
+        paths = write_checkpoints(args.size, root, ("base", *args.pairs))
+        print(f"wrote synthetic pythia-{args.size} checkpoints in {time.time() - t0:.0f} s under {root}")
     hidden = LAYOUTS[args.size][0]
     largest = max(LAYOUTS[args.size][3] * hidden, 4 * hidden * hidden) * 4 / 1024 ** 3
     print(f"largest tensor pair in float32: {2 * largest:.2f} GB")
+    if args.previous:
+        try:
+            results = against_previous(args, paths, root)
+        finally:
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
+        print(f"\npythia-{args.size} layout, bf16 checkpoints, {torch.get_num_threads()} torch threads, "
+              f"median of {args.repeats} alternating runs")
+        print(pd.DataFrame(results).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+        return 0
     results = []
     try:
-        for pair in ("unlearned", "filtered"):
+        for pair in args.pairs:
+            if args.skip_ours:
+                break
             out = root / f"stats_{pair}"
             cmd = [sys.executable, str(ROOT / "collect_param_stats.py"), "--model-a", str(paths["base"]),
                    "--model-b", str(paths[pair]), "--outdir", str(out), "--force"]

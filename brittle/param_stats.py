@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brittle.metrics import linalg
+from brittle.metrics import linalg, rowblocks
 from brittle.models import classify_param
 from brittle.stats import safe_ratio
 
@@ -35,31 +35,68 @@ def matrix_row(name: str, w_a: torch.Tensor, w_b: torch.Tensor, empirical_rank: 
     With ``empirical_rank`` the full spectra are computed (Gram eigenvalues) and σ₁ is read from
     them; otherwise σ₁ comes from ARPACK to relative tolerance ``tol`` on σ₁².
     """
-    block, group = classify_param(name)
-    row: dict = {"name": name, "block": block, "group": group,
-                 "shape0": int(w_a.shape[0]), "shape1": int(w_a.shape[1])}
+    norms = norms_in_place(w_a, w_b)
+    return assemble_row(name, tuple(w_a.shape), norms, spectrum(w_a, empirical_rank, tol),
+                        spectrum(w_b, empirical_rank, tol))
+
+
+def norms_in_place(w_a: torch.Tensor, w_b: torch.Tensor) -> dict:
+    """‖W_a‖_F, ‖W_b‖_F, ‖ΔW‖_F and ΔW's exact-zero share of two (m, n) float32 matrices;
+    **``w_b`` becomes ΔW** (in place)."""
     fro_a, fro_b = linalg.frobenius(w_a), linalg.frobenius(w_b)
     dw = w_b.sub_(w_a)
-    fro_d = linalg.frobenius(dw)
+    return {"fro_a": fro_a, "fro_b": fro_b, "fro_d": linalg.frobenius(dw), "zero_frac": linalg.zero_fraction(dw)}
+
+
+def blocked_norms(a: torch.Tensor, b: torch.Tensor, rows: int, check=None) -> dict:
+    """:func:`norms_in_place` of stored (m, n) tensors ``a``, ``b`` (any float dtype, not modified),
+    upcast ``rows`` rows at a time: the squares of the blocks' float32 norms add up in float64.
+    ``check(block, which)`` (which: "a" or "b") is called on every float32 block before use."""
+    sq = {"a": 0.0, "b": 0.0, "d": 0.0}
+    zeros = 0
+    for _, block_a, block_b in rowblocks.pair_blocks(a, b, rows):
+        if check is not None:
+            check(block_a, "a")
+            check(block_b, "b")
+        sq["a"] += float(torch.linalg.vector_norm(block_a)) ** 2
+        sq["b"] += float(torch.linalg.vector_norm(block_b)) ** 2
+        dw = block_b.sub_(block_a)
+        sq["d"] += float(torch.linalg.vector_norm(dw)) ** 2
+        zeros += dw.numel() - int(torch.count_nonzero(dw))
+    n = a.numel()
+    return {"fro_a": math.sqrt(sq["a"]), "fro_b": math.sqrt(sq["b"]), "fro_d": math.sqrt(sq["d"]),
+            "zero_frac": zeros / n if n else float("nan")}
+
+
+def spectrum(w: torch.Tensor | rowblocks.RowBlocks, empirical_rank: bool,
+             tol: float = linalg.SPECTRAL_TOL) -> tuple[float, torch.Tensor | None]:
+    """(σ₁, all σ_i² descending or None) of a float32 (m, n) matrix or of its row blocks: the Gram
+    eigenvalues with ``empirical_rank`` (σ₁ read from them), else σ₁ alone by ARPACK."""
+    blocked = isinstance(w, rowblocks.RowBlocks)
     if empirical_rank:
-        ev_a, ev_d = linalg.gram_eigenvalues(w_a), linalg.gram_eigenvalues(dw)
-        spec_a, spec_d = math.sqrt(float(ev_a[0])), math.sqrt(float(ev_d[0]))
-    else:
-        spec_a = linalg.spectral_norm(w_a, tol=tol)
-        spec_d = linalg.spectral_norm(dw, tol=tol)
-    row.update({
-        "dW_fro": fro_d, "W_fro": fro_a, "dW_fro_rel": safe_ratio(fro_d, fro_a),
-        "dW_spectral": spec_d, "W_spectral": spec_a, "dW_spectral_rel": safe_ratio(spec_d, spec_a),
-        "dW_stable_rank": linalg.stable_rank(fro_d, spec_d),
-        "W_stable_rank": linalg.stable_rank(fro_a, spec_a),
-    })
-    if empirical_rank:
+        ev = rowblocks.gram_eigenvalues(w) if blocked else linalg.gram_eigenvalues(w)
+        return math.sqrt(float(ev[0])), ev
+    return (rowblocks.spectral_norm(w, tol=tol) if blocked else linalg.spectral_norm(w, tol=tol)), None
+
+
+def assemble_row(name: str, shape: tuple[int, int], norms: dict, spec_a: tuple, spec_d: tuple) -> dict:
+    """One ``per_matrix.csv`` row from :func:`norms_in_place` (or :func:`blocked_norms`) and the
+    :func:`spectrum` of W_a and of ΔW."""
+    block, group = classify_param(name)
+    (s_a, ev_a), (s_d, ev_d) = spec_a, spec_d
+    fro_a, fro_b, fro_d = norms["fro_a"], norms["fro_b"], norms["fro_d"]
+    row: dict = {"name": name, "block": block, "group": group, "shape0": int(shape[0]), "shape1": int(shape[1]),
+                 "dW_fro": fro_d, "W_fro": fro_a, "dW_fro_rel": safe_ratio(fro_d, fro_a),
+                 "dW_spectral": s_d, "W_spectral": s_a, "dW_spectral_rel": safe_ratio(s_d, s_a),
+                 "dW_stable_rank": linalg.stable_rank(fro_d, s_d),
+                 "W_stable_rank": linalg.stable_rank(fro_a, s_a)}
+    if ev_a is not None:
         row["dW_empirical_rank"] = linalg.energy_rank(ev_d, ENERGY)
         row["W_empirical_rank"] = linalg.energy_rank(ev_a, ENERGY)
     row["W_cosine"] = linalg.cosine_from_norms(fro_a, fro_b, fro_d)
-    row["dW_zero_frac"] = linalg.zero_fraction(dw)
+    row["dW_zero_frac"] = norms["zero_frac"]
     row["_Wb_fro"] = fro_b
-    row["_numel"] = dw.numel()
+    row["_numel"] = int(shape[0]) * int(shape[1])
     return row
 
 

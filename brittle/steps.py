@@ -113,7 +113,7 @@ _NORM_COLUMNS = tuple(Column(name, meaning) for name, meaning in _NORMS)
 
 STEPS: tuple[Step, ...] = (
     Step("param_stats", "collect_param_stats.py", COMPARISON, "how large is ΔW, where is it, how many directions?",
-         number="1", code="brittle/param_stats.py, brittle/metrics/linalg.py",
+         number="1", code="brittle/param_stats.py, brittle/param_stats_run.py, brittle/metrics/linalg.py, brittle/metrics/rowblocks.py",
          test="tests/test_param_stats.py", files=(
              File("per_matrix.csv", "one row per 2-D weight matrix", (
                  NAME, BLOCK, GROUP, *SHAPE,

@@ -31,6 +31,13 @@ _ST_DTYPES = {
 }
 
 
+def stored_itemsize(code: str) -> int:
+    """Bytes per entry of a safetensors dtype code (e.g. 2 for "BF16")."""
+    if code not in _ST_DTYPES:
+        raise UserError(f"unsupported safetensors dtype {code}")
+    return _ST_DTYPES[code].itemsize
+
+
 @dataclass(frozen=True)
 class TensorEntry:
     name: str
@@ -128,6 +135,29 @@ class WeightPairs:
                 {e.dtype for n, e in self.entries_b.items() if n in names})
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        for name, raw_a, raw_b in self.stored():
+            w_a, w_b = self.upcast(name, raw_a, raw_b)
+            del raw_a, raw_b
+            yield name, w_a, w_b
+            del w_a, w_b  # so the next pair is not read while this one is still alive
+
+    def upcast(self, name: str, raw_a: torch.Tensor, raw_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A pair from :meth:`stored` as fresh float32 tensors, checked for NaN/Inf."""
+        w_a, w_b = raw_a.float(), raw_b.float()
+        for tensor, model in ((w_a, self.model_a), (w_b, self.model_b)):
+            self.check_finite(tensor, name, model)
+        return w_a, w_b
+
+    @staticmethod
+    def check_finite(tensor: torch.Tensor, name: str, model: str) -> None:
+        """:class:`UserError` naming tensor ``name`` of ``model`` when ``tensor`` (all of it or
+        one of its blocks) holds NaN or Inf."""
+        require_finite(tensor, f"tensor {name} of {model}", "the checkpoint is broken; retrain or re-download it")
+
+    def stored(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """``(name, A's tensor, B's tensor)`` in their stored dtype, unchecked, in the same order
+        as iterating the object: for callers that upcast large matrices in row blocks (a bf16
+        matrix stays at 2 bytes an entry). Check what you upcast with :meth:`check_finite`."""
         handles: dict[Path, object] = {}
         try:
             current = None
@@ -140,13 +170,10 @@ class WeightPairs:
                 other = self.entries_b[entry.name]
                 if other.path not in handles:
                     handles[other.path] = open(other.path, "rb")
-                w_a = read_tensor(entry, handles[entry.path]).float()
-                w_b = read_tensor(other, handles[other.path]).float()
-                for tensor, model in ((w_a, self.model_a), (w_b, self.model_b)):
-                    require_finite(tensor, f"tensor {entry.name} of {model}",
-                                   "the checkpoint is broken; retrain or re-download it")
-                yield entry.name, w_a, w_b
-                del w_a, w_b  # so the next pair is not read while this one is still alive
+                raw_a = read_tensor(entry, handles[entry.path])
+                raw_b = read_tensor(other, handles[other.path])
+                yield entry.name, raw_a, raw_b
+                del raw_a, raw_b
         finally:
             for fh in handles.values():
                 fh.close()

@@ -85,6 +85,19 @@ def spectral_norm(w: torch.Tensor, tol: float = SPECTRAL_TOL, seed: int = 0,
         apply = lambda x: w.T.mv(w.mv(x))  # noqa: E731
     else:
         apply = lambda x: w.mv(w.T.mv(x))  # noqa: E731
+    lam = top_gram_eigenvalue(apply, d, tol=tol, seed=seed)
+    if lam is None:
+        return math.sqrt(float(gram_eigenvalues(w)[0]))
+    return math.sqrt(lam)
+
+
+def top_gram_eigenvalue(apply, d: int, tol: float = SPECTRAL_TOL, seed: int = 0) -> float | None:
+    """Largest eigenvalue of a symmetric positive semi-definite d×d operator by ARPACK Lanczos
+    (``eigsh``, LANCZOS_VECTORS vectors, relative tolerance ``tol``, seeded start vector).
+
+    ``apply``: float32 torch vector (d,) -> float32 torch vector (d,), G·x. Returns None when ARPACK
+    fails (the caller falls back to an exact eigensolve). The same ``apply`` and seed give the
+    same Lanczos sequence whoever builds the operator (whole matrix or row blocks)."""
 
     def matvec(x: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))
@@ -95,9 +108,9 @@ def spectral_norm(w: torch.Tensor, tol: float = SPECTRAL_TOL, seed: int = 0,
     try:
         lam = eigsh(gram, k=1, which="LA", tol=tol, v0=v0, ncv=min(LANCZOS_VECTORS, d),
                    return_eigenvectors=False)
-        return math.sqrt(max(float(lam[0]), 0.0))
     except (ArpackNoConvergence, ArpackError):
-        return math.sqrt(float(gram_eigenvalues(w)[0]))
+        return None
+    return max(float(lam[0]), 0.0)
 
 
 def gram_eigenvalues(w: torch.Tensor) -> torch.Tensor:
