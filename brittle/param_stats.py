@@ -74,9 +74,9 @@ def spectrum(w: torch.Tensor | rowblocks.RowBlocks, empirical_rank: bool,
     eigenvalues with ``empirical_rank`` (σ₁ read from them), else σ₁ alone by ARPACK."""
     blocked = isinstance(w, rowblocks.RowBlocks)
     if empirical_rank:
-        ev = rowblocks.gram_eigenvalues(w) if blocked else linalg.gram_eigenvalues(w)
+        ev = rowblocks.blocked_gram_eigenvalues(w) if blocked else linalg.gram_eigenvalues(w)
         return math.sqrt(float(ev[0])), ev
-    return (rowblocks.spectral_norm(w, tol=tol) if blocked else linalg.spectral_norm(w, tol=tol)), None
+    return (rowblocks.blocked_spectral_norm(w, tol=tol) if blocked else linalg.spectral_norm(w, tol=tol)), None
 
 
 def assemble_row(name: str, shape: tuple[int, int], norms: dict, spec_a: tuple, spec_d: tuple) -> dict:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from brittle.errors import UserError
-from brittle.unlearning.calibration import Try, check_steps, next_knob, run_tries, target_hazard, verdict
+from brittle.unlearning.calibration import Try, check_steps, next_knob, run_tries, target_hazard, calibration_verdict
 from brittle.unlearning.data import DEFAULT_IDK, split_text
 from brittle.unlearning.trainer import Method, Trainer, UnlearnData
 from tests.tiny_models import TINY_TEXTS, make_tiny_model, save_tiny
@@ -117,7 +117,7 @@ def test_unreachable_target_keeps_and_names_the_closest_checkpoint(tok):
     assert len(result.log) == 40
     report = {"strength": "matched", "target_hazard": 0.3, "tolerance": 0.05, "reached": False, "knob": "lr",
               "chosen": 0.01, "chosen_try": 0, "steps_trained": 40, "val_hazard": 0.6, "tries": [{}, {}, {}]}
-    assert "NOT reached" in verdict(report) and "try 1 of 3" in verdict(report)
+    assert "NOT reached" in calibration_verdict(report) and "try 1 of 3" in calibration_verdict(report)
 
 
 QUESTIONS = {

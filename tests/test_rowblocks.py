@@ -44,13 +44,13 @@ def test_blocked_norms_and_sigma1_match_whole_matrix_numpy(shape):
     assert norms["fro_a"] == pytest.approx(np.linalg.norm(wa), rel=1e-6)
     assert norms["fro_b"] == pytest.approx(np.linalg.norm(wb), rel=1e-6)
     assert norms["fro_d"] == pytest.approx(np.linalg.norm(dw), rel=1e-6)
-    assert rowblocks.frobenius(blocks_d) == pytest.approx(np.linalg.norm(dw), rel=1e-6)
+    assert rowblocks.blocked_frobenius(blocks_d) == pytest.approx(np.linalg.norm(dw), rel=1e-6)
     assert norms["zero_frac"] == pytest.approx(float((dw == 0).mean()), abs=0)
     assert 0 < norms["zero_frac"] < 1                 # bf16 rounding leaves some exact zeros: a real count
     for blocks, ref in ((blocks_a, wa), (blocks_d, dw)):
         s = _svd(torch.from_numpy(ref))
-        assert rowblocks.spectral_norm(blocks) == pytest.approx(s[0], rel=5e-5)   # ARPACK's tol/2 bound
-        np.testing.assert_allclose(rowblocks.gram_eigenvalues(blocks).numpy(), s ** 2, rtol=1e-4, atol=1e-9)
+        assert rowblocks.blocked_spectral_norm(blocks) == pytest.approx(s[0], rel=5e-5)   # ARPACK's tol/2 bound
+        np.testing.assert_allclose(rowblocks.blocked_gram_eigenvalues(blocks).numpy(), s ** 2, rtol=1e-4, atol=1e-9)
 
 
 def test_blocked_operator_applies_the_whole_gram_matrix():
@@ -69,10 +69,10 @@ def test_blocked_formed_gram_and_exact_branches(monkeypatch):
     a, b = _pair((200, 60), seed=2)
     exact = _svd(b.float() - a.float())[0]
     monkeypatch.setattr(linalg, "FORM_GRAM_MIN_ELEMENTS", 0)      # the formed-Gram path, blockwise
-    assert rowblocks.spectral_norm(rowblocks.RowBlocks(a, b, block_rows=7)) == pytest.approx(exact, rel=5e-5)
+    assert rowblocks.blocked_spectral_norm(rowblocks.RowBlocks(a, b, block_rows=7)) == pytest.approx(exact, rel=5e-5)
     monkeypatch.setattr(linalg, "EXACT_BELOW", 100)               # the dense eigensolve, blockwise
-    assert rowblocks.spectral_norm(rowblocks.RowBlocks(a, b, block_rows=7)) == pytest.approx(exact, rel=1e-5)
-    assert rowblocks.spectral_norm(rowblocks.RowBlocks(a, a, block_rows=7)) == 0.0   # ΔW = 0
+    assert rowblocks.blocked_spectral_norm(rowblocks.RowBlocks(a, b, block_rows=7)) == pytest.approx(exact, rel=1e-5)
+    assert rowblocks.blocked_spectral_norm(rowblocks.RowBlocks(a, a, block_rows=7)) == 0.0   # ΔW = 0
 
 
 def test_blocks_are_the_rows_of_the_whole_difference():

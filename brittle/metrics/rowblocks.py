@@ -79,7 +79,7 @@ def pair_blocks(a: torch.Tensor, b: torch.Tensor | None, rows: int
         yield slice(start, stop), block_a, block_b
 
 
-def frobenius(blocks: RowBlocks) -> float:
+def blocked_frobenius(blocks: RowBlocks) -> float:
     """‖W‖_F from the blocks' float32 norms (squares summed in float64)."""
     return math.sqrt(sum(float(torch.linalg.vector_norm(w)) ** 2 for _, w in blocks))
 
@@ -123,12 +123,12 @@ def gram_matrix(blocks: RowBlocks) -> torch.Tensor:
     return g
 
 
-def gram_eigenvalues(blocks: RowBlocks) -> torch.Tensor:
+def blocked_gram_eigenvalues(blocks: RowBlocks) -> torch.Tensor:
     """All σ_i², descending, float64 (as :func:`brittle.metrics.linalg.gram_eigenvalues`)."""
     return torch.linalg.eigvalsh(gram_matrix(blocks)).double().clamp_min(0.0).flip(0)
 
 
-def spectral_norm(blocks: RowBlocks, tol: float = linalg.SPECTRAL_TOL, seed: int = 0) -> float:
+def blocked_spectral_norm(blocks: RowBlocks, tol: float = linalg.SPECTRAL_TOL, seed: int = 0) -> float:
     """σ₁(W) by the same Lanczos as :func:`brittle.metrics.linalg.spectral_norm` (same start vector,
     vectors and tolerance) on the blockwise Gram operator; the Gram matrix is formed (blockwise)
     where that function would form it. 0.0 for a zero matrix; exact for tiny d or if ARPACK fails."""
@@ -137,12 +137,12 @@ def spectral_norm(blocks: RowBlocks, tol: float = linalg.SPECTRAL_TOL, seed: int
         return 0.0
     d = min(m, n)
     if d <= max(linalg.EXACT_BELOW, 2):
-        return math.sqrt(float(gram_eigenvalues(blocks)[0]))
+        return math.sqrt(float(blocked_gram_eigenvalues(blocks)[0]))
     if d <= linalg.FORM_GRAM_MAX_SIDE and m * n >= linalg.FORM_GRAM_MIN_ELEMENTS:
         d, apply = d, gram_matrix(blocks).mv
     else:
         d, apply = gram_operator(blocks)
     lam = linalg.top_gram_eigenvalue(apply, d, tol=tol, seed=seed)
     if lam is None:
-        return math.sqrt(float(gram_eigenvalues(blocks)[0]))
+        return math.sqrt(float(blocked_gram_eigenvalues(blocks)[0]))
     return math.sqrt(lam)

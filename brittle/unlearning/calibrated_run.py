@@ -12,7 +12,7 @@ from pathlib import Path
 
 from brittle.errors import UserError
 from brittle.unlearning.calibration import (KNOBS, Monitor, Try, auto_check_every, in_band, run_tries,
-                                            target_hazard, validation_paths, verdict)
+                                            target_hazard, validation_paths, calibration_verdict)
 
 
 def add_flags(p, argv) -> None:
@@ -161,5 +161,5 @@ def train(trainer, calib: dict, model_id: str, args):
         "base_val_far": base_val.get("far"), "filtered_val_hazard": filtered_val,
         "tries": [t.as_dict(knob) for t in result.tries],
     }
-    print(verdict(report))
+    print(calibration_verdict(report))
     return result.log, result.model, retuned(method, knob, chosen), report

@@ -218,7 +218,7 @@ def run_tries(train: Callable[[float, Monitor], Any], start: float, evaluate: Ca
     return best
 
 
-def verdict(report: dict) -> str:
+def calibration_verdict(report: dict) -> str:
     """One line: whether the target was reached, and what was kept."""
     kept = (f"val hazard {report['val_hazard']:.3f} after {report['steps_trained']} steps at "
             f"{report['knob']} {report['chosen']:.4g} (try {report['chosen_try'] + 1} of {len(report['tries'])})")
