@@ -45,9 +45,13 @@ def build_parser(argv=None):
     p.add_argument("--base", default=None, help="base model (default: the preset's BASE_MODEL)")
     p.add_argument("--filtered", default=None, help="filtered model (default: the preset's FILTERED_MODEL)")
     p.add_argument("--unlearned-dir", default="unlearned_models",
-                   help="folder of unlearned models; every <base_slug>__* folder in it is reported")
+                   help="folder of unlearned models; every <base_slug>__* folder in it is reported unless "
+                        "--unlearned names the models")
     p.add_argument("--unlearned", nargs="*", default=None,
-                   help="further unlearned models (default: the preset's PUBLISHED_UNLEARNED)")
+                   help="exactly these unlearned models and controls, the folder not scanned (pipeline.sh passes "
+                        "its run's models, so a population and a default run in one folder stay apart); given "
+                        "without models: the folder's and no published ones (default: the folder's models and the "
+                        "preset's PUBLISHED_UNLEARNED)")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="family-wise level: a prediction holds when its Holm-corrected bootstrap p is below it "
                         "and its 95%% interval excludes 0")
@@ -89,7 +93,7 @@ def build_report(args) -> int:
     extra = args.unlearned if args.unlearned is not None else preset.get("PUBLISHED_UNLEARNED", "").split()
     root = Path(args.output_root)
     outdir = Path(args.outdir) if args.outdir else root
-    entries = discover_models(base, filtered, args.unlearned_dir, extra)
+    entries = discover_models(base, filtered, None if args.unlearned else args.unlearned_dir, extra)
     if not any(e.role == "unlearned" for e in entries):
         print(f"warning: no unlearned models under {args.unlearned_dir}/{model_slug(base)}__*", file=sys.stderr)
 

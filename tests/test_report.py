@@ -344,3 +344,21 @@ def test_gain_sentence_reads_the_r2s(pre, sig, both, expected):
 
     cv = {"n": 10, "n_methods": 10, "features": ["a", "b"], "r2_pre_attack": pre, "r2_signatures": sig, "r2_both": both}
     assert expected in gain_sentence(cv)
+
+
+def test_named_unlearned_models_are_exactly_the_report(tree):
+    """--unlearned M names the report's models: the folder's other <base>__* models stay out (a
+    population and a default run in one folder), while --unlearned without models scans the folder."""
+    import pandas as pd
+
+    import report
+
+    argv = _argv(tree)
+    i = argv.index("--unlearned")
+    one = str(tree / "unlearned_models" / f"{BASE}__npo")
+    assert report.main(argv[:i + 1] + [one] + argv[i + 1:]) == 0
+    named = pd.read_csv(tree / "outputs" / "report_table.csv")["slug"].tolist()
+    assert sorted(named) == sorted(["tiny-base", "tiny-filtered", f"{BASE}__npo"])
+    assert report.main(argv) == 0
+    scanned = pd.read_csv(tree / "outputs" / "report_table.csv")["slug"].tolist()
+    assert len(scanned) > len(named) and f"{BASE}__npo" in scanned
