@@ -28,6 +28,7 @@ writes the markdown page.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import re
 import time
@@ -46,6 +47,7 @@ from brittle.population import METHOD, N_BOOT, PRE_ATTACK, correlate, judge
 from brittle.report_numbers import PREDICTIONS, READERS, MissingSource, numbers
 from brittle.report_population import (
     RECOVERY_WORDS,
+    calibration_section,
     correlation_table,
     findings,
     predictive_section,
@@ -105,6 +107,16 @@ def discover_models(base: str, filtered: str | None, unlearned_dir: str | Path |
             entries.append(ModelEntry(role, model, slug, label, {
                 METHOD: ident.method, "seed": ident.seed, "strength": ident.strength, "reached": ident.reached}))
     return entries
+
+
+def calibration_records(entries: list[ModelEntry]) -> dict[str, dict]:
+    """label -> the model folder's ``calibration.json``, for the calibrated models among ``entries``."""
+    out = {}
+    for e in entries:
+        path = Path(e.model) / "calibration.json"
+        if e.role == "unlearned" and path.is_file():
+            out[e.label] = json.loads(path.read_text())
+    return out
 
 
 def source_path(root: Path, step: str, file: str, base: ModelEntry, entry: ModelEntry) -> Path:
@@ -381,6 +393,7 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
         lines += [f"Left out of the correlations (hazard accuracy before the attack already above the half-gap "
                   f"threshold, i.e. the knowledge was never hidden): {', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
 
+    lines += calibration_section(calibration_records(entries))
     lines += recovery_section(table)
 
     lines += ["## Signatures", "", "Each unlearned model, the control edit and the filtered model against the base. "

@@ -162,3 +162,29 @@ def predictive_section(cv: dict) -> list[str]:
             "per fold by an inner leave-one-method-out over 0.01–1000; R² = 1 − Σ(y − ŷ)²/Σ(y − ȳ)² over the "
             "held-out predictions (0 = no better than the mean, negative = worse). Signatures used: "
             + (", ".join(f"`{k}`" for k in cv.get("features", [])) or "none") + "." + dropped, ""]
+
+
+def calibration_section(records: dict[str, dict]) -> list[str]:
+    """How many calibrated models landed within the tolerance of their target, per strength, and
+    which did not and why. ``records``: model label -> its ``calibration.json`` (``unlearn.py
+    --calibrate``: strength, target_hazard, tolerance, reached, val_hazard, chosen, tries with each
+    try's ``outcome``: reached, overshot (fell below the band before a check landed in it) or short
+    (the step budget ended above it)). Empty when no model was calibrated."""
+    if not records:
+        return []
+    lines = ["## Calibration", "",
+             "Calibrated models (`unlearn.py --calibrate`) stop at the first validation checkpoint within the "
+             "tolerance of their target hazard accuracy (matched: the filtered model's + 0.05; weak: halfway "
+             "from the base's); evaluation questions are never used for it.", ""]
+    for strength in sorted({r.get("strength") for r in records.values()}, key=str):
+        group = {m: r for m, r in records.items() if r.get("strength") == strength}
+        hit = sum(bool(r.get("reached")) for r in group.values())
+        lines.append(f"- {strength}: {hit} of {len(group)} within the tolerance ({100 * hit / len(group):.0f} %).")
+    missed = {m: r for m, r in records.items() if not r.get("reached")}
+    for m, r in sorted(missed.items()):
+        tries = r.get("tries", [])
+        outcomes = ", ".join(str(t.get("outcome")) for t in tries)
+        lines.append(f"- `{m}` not reached: validation hazard {r.get('val_hazard', float('nan')):.3f} against "
+                     f"{r.get('target_hazard', float('nan')):.3f} ± {r.get('tolerance', float('nan')):.2f} after "
+                     f"{len(tries)} tries ({outcomes}); the closest checkpoint was kept.")
+    return lines + [""]

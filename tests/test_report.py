@@ -362,3 +362,22 @@ def test_named_unlearned_models_are_exactly_the_report(tree):
     assert report.main(argv) == 0
     scanned = pd.read_csv(tree / "outputs" / "report_table.csv")["slug"].tolist()
     assert len(scanned) > len(named) and f"{BASE}__npo" in scanned
+
+
+def test_calibration_section_counts_per_strength_and_names_the_misses():
+    from brittle.report_population import calibration_section
+
+    def rec(strength, reached, val, outcomes=("reached",)):
+        return {"strength": strength, "reached": reached, "target_hazard": 0.38, "tolerance": 0.05,
+                "val_hazard": val, "tries": [{"outcome": o} for o in outcomes]}
+
+    lines = calibration_section({"npo__s0__matched": rec("matched", True, 0.41),
+                                 "rmu__s0__matched": rec("matched", False, 0.52, ("short", "short")),
+                                 "ga__s0__matched": rec("matched", True, 0.35),
+                                 "ga__s0__weak": rec("weak", True, 0.70)})
+    text = "\n".join(lines)
+    assert "- matched: 2 of 3 within the tolerance (67 %)." in text
+    assert "- weak: 1 of 1 within the tolerance (100 %)." in text
+    assert "`rmu__s0__matched` not reached: validation hazard 0.520 against 0.380 ± 0.05 after 2 tries (short, short)" in text
+    assert "npo__s0__matched` not" not in text
+    assert calibration_section({}) == []          # nothing calibrated: no section
