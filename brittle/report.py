@@ -178,12 +178,16 @@ def _first(frame: pd.DataFrame, column: str) -> float | None:
 
 def relearning_eligible(table: pd.DataFrame) -> pd.Series:
     """True for filtered/unlearned models with a hazard curve that started below the half-gap
-    threshold (the knowledge was hidden before the attack)."""
+    threshold (the knowledge was hidden before the attack), and for models calibrated to the weak
+    strength: their level (halfway between the base's and the matched target, so always above the
+    half-gap threshold) was set by design, and the partial ρ on the pre-attack accuracy is there to
+    separate how much was forgotten from how it was forgotten."""
     needed = {SPEED, "hazard_acc_start", "hazard_half_gap_threshold"}
     if not needed <= set(table.columns):
         return pd.Series(False, index=table.index)
+    weak = table["strength"].eq("weak") if "strength" in table.columns else pd.Series(False, index=table.index)
     return (table["role"].isin(["filtered", "unlearned"]) & table[SPEED].notna()
-            & (table["hazard_acc_start"] < table["hazard_half_gap_threshold"]))
+            & ((table["hazard_acc_start"] < table["hazard_half_gap_threshold"]) | weak))
 
 
 def spearman(x, y) -> tuple[float, float, int]:
@@ -391,7 +395,8 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
     excluded = table[(table["role"] == "unlearned") & ~eligible]
     if len(excluded):
         lines += [f"Left out of the correlations (hazard accuracy before the attack already above the half-gap "
-                  f"threshold, i.e. the knowledge was never hidden): {', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
+                  f"threshold, i.e. the knowledge was never hidden; models calibrated to the weak strength stay in): "
+                  f"{', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
 
     lines += calibration_section(calibration_records(entries))
     lines += recovery_section(table)

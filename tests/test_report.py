@@ -381,3 +381,16 @@ def test_calibration_section_counts_per_strength_and_names_the_misses():
     assert "`rmu__s0__matched` not reached: validation hazard 0.520 against 0.380 ± 0.05 after 2 tries (short, short)" in text
     assert "npo__s0__matched` not" not in text
     assert calibration_section({}) == []          # nothing calibrated: no section
+
+
+def test_weak_calibrated_models_stay_in_the_correlations_and_unhidden_ones_do_not():
+    import pandas as pd
+
+    from brittle.report import relearning_eligible
+
+    table = pd.DataFrame({"role": ["unlearned"] * 3 + ["base"],
+                          "strength": ["matched", "weak", "default", None],
+                          "hazard_auc_recovery_log": [0.3, 0.8, 0.9, 1.0],
+                          "hazard_acc_start": [0.38, 0.69, 0.70, 1.0],
+                          "hazard_half_gap_threshold": [0.625] * 4})
+    assert relearning_eligible(table).tolist() == [True, True, False, False]
