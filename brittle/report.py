@@ -49,6 +49,7 @@ from brittle.report_population import (
     RECOVERY_WORDS,
     calibration_section,
     correlation_table,
+    method_recovery_section,
     findings,
     predictive_section,
     recovery_section,
@@ -399,6 +400,7 @@ def report_markdown(preset_name: str, output_root: str, entries: list[ModelEntry
                   f"{', '.join(f'`{m}`' for m in excluded['model'])}.", ""]
 
     lines += calibration_section(calibration_records(entries))
+    lines += method_recovery_section(table)
     lines += recovery_section(table)
 
     lines += ["## Signatures", "", "Each unlearned model, the control edit and the filtered model against the base. "

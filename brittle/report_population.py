@@ -188,3 +188,43 @@ def calibration_section(records: dict[str, dict]) -> list[str]:
                      f"{r.get('target_hazard', float('nan')):.3f} ± {r.get('tolerance', float('nan')):.2f} after "
                      f"{len(tries)} tries ({outcomes}); the closest checkpoint was kept.")
     return lines + [""]
+
+
+PER_METHOD = (("hazard_acc_start", "acc before"), ("hazard_acc_final", "acc after the budget"),
+              ("hazard_recovered_final", "gap recovered"), ("hazard_auc_recovery_log", "recovery AUC"))
+
+
+def method_recovery_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, strength) of the calibrated unlearned models: how many models (seeds), and for
+    each of ``PER_METHOD`` the mean over them with a 95 % Student-t interval over the models
+    (``brittle.recovery.mean_interval``; none with one model). Columns: method, strength, n_models,
+    then ``<column>`` and ``<column>_low``/``_high`` per measure. Empty without calibrated models."""
+    from brittle.recovery import mean_interval
+
+    rows = table[(table["role"] == "unlearned") & table.get("strength", pd.Series(dtype=str)).isin(["matched", "weak"])]
+    out = []
+    for (method, strength), g in rows.groupby(["method", "strength"], sort=True):
+        rec = {"method": method, "strength": strength, "n_models": len(g)}
+        for column, _ in PER_METHOD:
+            if column in g:
+                rec[column], rec[f"{column}_low"], rec[f"{column}_high"] = mean_interval(g[column].to_numpy(float))
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def method_recovery_section(table: pd.DataFrame) -> list[str]:
+    """The hazard attack's result per method and strength, mean over the method's seeds with its
+    interval: the population's answer to "which methods' forgetting comes back", at equal strength."""
+    per = method_recovery_table(table)
+    if per.empty:
+        return []
+    shown = per[["method", "strength", "n_models"]].copy()
+    cols = {"method": "method", "strength": "strength", "n_models": "models"}
+    for column, name in PER_METHOD:
+        if column in per:
+            shown[column] = [f"{fmt(m)} {_interval(lo, hi)}" for m, lo, hi in
+                             zip(per[column], per[f"{column}_low"], per[f"{column}_high"])]
+            cols[column] = name
+    return ["## Recovery per method at matched strength", "",
+            "Calibrated models only, grouped by method and strength: the mean over the method's models (one per "
+            "unlearning seed) with a 95 % Student-t interval over them.", "", markdown_table(shown, cols), ""]

@@ -394,3 +394,22 @@ def test_weak_calibrated_models_stay_in_the_correlations_and_unhidden_ones_do_no
                           "hazard_acc_start": [0.38, 0.69, 0.70, 1.0],
                           "hazard_half_gap_threshold": [0.625] * 4})
     assert relearning_eligible(table).tolist() == [True, True, False, False]
+
+
+def test_recovery_per_method_is_the_mean_over_seeds_with_a_t_interval():
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from brittle.report_population import method_recovery_table
+
+    auc = [0.2, 0.4, 0.3, 0.9]
+    table = pd.DataFrame({"role": ["unlearned"] * 4 + ["control"], "method": ["npo"] * 3 + ["rmu", "control"],
+                          "strength": ["matched"] * 4 + [None], "hazard_auc_recovery_log": auc + [0.99]})
+    per = method_recovery_table(table).set_index("method")
+    assert per.loc["npo", "n_models"] == 3 and per.loc["rmu", "n_models"] == 1 and "control" not in per.index
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(auc[:3]), scale=stats.sem(auc[:3]))
+    assert per.loc["npo", "hazard_auc_recovery_log"] == pytest.approx(0.3)
+    assert per.loc["npo", "hazard_auc_recovery_log_low"] == pytest.approx(low)
+    assert per.loc["npo", "hazard_auc_recovery_log_high"] == pytest.approx(high)
+    assert np.isnan(per.loc["rmu", "hazard_auc_recovery_log_low"])    # one model: no interval
