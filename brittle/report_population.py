@@ -201,7 +201,9 @@ def method_recovery_table(table: pd.DataFrame) -> pd.DataFrame:
     then ``<column>`` and ``<column>_low``/``_high`` per measure. Empty without calibrated models."""
     from brittle.recovery import mean_interval
 
-    rows = table[(table["role"] == "unlearned") & table.get("strength", pd.Series(dtype=str)).isin(["matched", "weak"])]
+    if not {"method", "strength"} <= set(table.columns):
+        return pd.DataFrame()
+    rows = table[(table["role"] == "unlearned") & table["strength"].isin(["matched", "weak"])]
     out = []
     for (method, strength), g in rows.groupby(["method", "strength"], sort=True):
         rec = {"method": method, "strength": strength, "n_models": len(g)}
