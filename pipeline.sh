@@ -115,6 +115,17 @@ stage() {  # close the previous stage's timer (with the machine's 1-minute load 
   echo; echo "######## $1"
 }
 step() { echo; echo "== $*"; uv run "$@"; }
+# Steps queued with queue_step run together in one process when run_queued is called
+# (brittle/run_scripts.py: each script's main, as uv run would call it): a process start costs
+# 3-5 s of CPU in imports, and a group of models goes through some twenty steps.
+queued=()
+queue_step() { queued+=("$@" ---); }
+run_queued() {
+  [[ ${#queued[@]} -gt 0 ]] || return 0
+  local calls=("${queued[@]}")
+  queued=()
+  uv run python -m brittle.run_scripts "${calls[@]}"
+}
 # deal K ITEM...: the items dealt round-robin into K groups, one group per line (space-separated);
 # model paths hold no spaces (unlearned folders are named <base>__<method>). Fewer lines when there are
 # fewer items than groups.
@@ -141,8 +152,9 @@ background() {
     ( set -e; "$@" ) >"$root/_logs/$name.log" 2>&1   # its own subshell, so a failing step stops the job
     rc=$?
     echo "$rc" >"$root/_logs/$name.status"
-    # the log's last line, after its last carriage return (progress bars redraw with \r)
-    if [[ $rc == 0 ]]; then echo "== [done] $name ($(tail -n 1 "$root/_logs/$name.log" | tr '\r' '\n' | tail -n 1 | sed 's/^ *//'))"
+    # the log's last line of output, after its last carriage return (progress bars redraw with \r),
+    # not a step's "== script: done in N s" line
+    if [[ $rc == 0 ]]; then echo "== [done] $name ($(tr '\r' '\n' < "$root/_logs/$name.log" | grep -v '^== ' | grep -v '^ *$' | tail -n 1 | sed 's/^ *//'))"
     else echo "== [failed] $name (exit $rc); the end of $root/_logs/$name.log:" >&2; tail -n 5 "$root/_logs/$name.log" >&2; fi
     exit "$rc"
   ) &
@@ -179,19 +191,20 @@ fi
 # --- 3. The models' steps, as functions over a group of models ------------------------------------
 mapfile -t comparison_steps < <(uv run python -m brittle.steps scripts comparison)
 [[ ${#comparison_steps[@]} -gt 0 ]] || fail "the step registry listed no comparison steps (uv run python -m brittle.steps)"
-compare() {  # compare A B...: every comparison step once, for all of B against A
+queue_comparisons() {  # queue_comparisons A B...: every comparison step once, for all of B against A
   local a="$1" script kind; shift
   for entry in "${comparison_steps[@]}"; do
     script="${entry%%$'\t'*}" kind="${entry##*$'\t'}"
     if [[ "$kind" == device ]]; then
-      step "$script" --model-a "$a" --model-b "$@" --device "$device" "${common[@]}"
+      queue_step "$script" --model-a "$a" --model-b "$@" --device "$device" "${common[@]}"
     else
-      step "$script" --model-a "$a" --model-b "$@" "${common[@]}"
+      queue_step "$script" --model-a "$a" --model-b "$@" "${common[@]}"
     fi
   done
 }
+compare() { queue_comparisons "$@"; run_queued; }  # compare A B...: the comparison steps, now
 # model_steps M...: everything one model goes through after it is made, each script called once for
-# the whole group (a script takes several models and runs them in one process): the comparisons with
+# the whole group (a script takes several models), all in one process: the comparisons with
 # the base (the base itself has none; base -> filtered runs first, alone, since it fills the base
 # model's activation cache that every other comparison reads), evaluation, probes (after the
 # comparisons: they read the cache those passes filled), both relearning attacks, and layer-wise
@@ -202,25 +215,26 @@ model_steps() {
     [[ "$m" != "$BASE_MODEL" ]] && others+=("$m")
     [[ "$m" != "$BASE_MODEL" && "$m" != "$FILTERED_MODEL" ]] && edited+=("$m")
   done
-  [[ ${#others[@]} -gt 0 ]] && compare "$BASE_MODEL" "${others[@]}"
+  [[ ${#others[@]} -gt 0 ]] && queue_comparisons "$BASE_MODEL" "${others[@]}"
   if [[ -d "$DATA_DIR/questions" ]]; then
-    step evaluate.py --model "$@" --device "$device" "${common[@]}"
+    queue_step evaluate.py --model "$@" --device "$device" "${common[@]}"
   fi
-  step linear_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
+  queue_step linear_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
   # the knowledge probe needs the facts behind the questions: the tiny world's facts.csv
   if [[ -f "$DATA_DIR/facts.csv" ]]; then
-    step knowledge_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
+    queue_step knowledge_probe_analysis.py --model "$@" --device "$device" "${common[@]}"
   fi
   if [[ $do_relearn == 1 && -f "$DATA_DIR/attack/hazard_train.txt" ]]; then
     for attack in hazard benign; do
-      step relearn.py --model "$@" --attack "$attack" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" \
+      queue_step relearn.py --model "$@" --attack "$attack" --base "$BASE_MODEL" --filtered "$FILTERED_MODEL" \
         --device "$device" "${common[@]}"
     done
   fi
   if [[ ${#edited[@]} -gt 0 ]]; then
-    step layerwise_forgetting.py --reference "${REFERENCE_MODEL:-$FILTERED_MODEL}" --finetuned "$BASE_MODEL" \
+    queue_step layerwise_forgetting.py --reference "${REFERENCE_MODEL:-$FILTERED_MODEL}" --finetuned "$BASE_MODEL" \
       --unlearned "${edited[@]}" --device "$device" "${common[@]}"
   fi
+  run_queued
 }
 # in_groups NAME M...: model_steps for M dealt into one group per job, the groups side by side
 in_groups() {
