@@ -3,8 +3,8 @@
 Old mode (the baseline): ``pipeline.sh`` of an earlier commit (default 7758f1f, the last one before
 several models per invocation), ``--jobs 1``: one process per (step, model), one at a time, the
 libraries' bytecode not compiled (as that commit left its environment). New mode: this checkout's
-``pipeline.sh`` with its defaults: one process per (step, group of models), one group per core,
-bytecode compiled once. Both run on the same prepared inputs (data, base, filtered and N unlearned
+``pipeline.sh`` with its defaults: one process per group of models for all its steps, one group
+per core, bytecode compiled once. Both run on the same prepared inputs (data, base, filtered and N unlearned
 models copied, modification times kept, from a finished tiny-world run given by ``--source``),
 ``--no-unlearn``, each into a fresh git worktree and output folder, so every stage after unlearning
 runs in full: comparisons, evaluation, probes, both attacks, layer-wise forgetting and the report.
