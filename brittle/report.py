@@ -28,7 +28,6 @@ writes the markdown page.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import re
 import time
@@ -112,11 +111,13 @@ def discover_models(base: str, filtered: str | None, unlearned_dir: str | Path |
 
 def calibration_records(entries: list[ModelEntry]) -> dict[str, dict]:
     """label -> the model folder's ``calibration.json``, for the calibrated models among ``entries``."""
+    from brittle.io import read_json
+
     out = {}
     for e in entries:
         path = Path(e.model) / "calibration.json"
         if e.role == "unlearned" and path.is_file():
-            out[e.label] = json.loads(path.read_text())
+            out[e.label] = read_json(path)
     return out
 
 

@@ -227,6 +227,21 @@ def method_recovery_section(table: pd.DataFrame) -> list[str]:
             shown[column] = [f"{fmt(m)} {_interval(lo, hi)}" for m, lo, hi in
                              zip(per[column], per[f"{column}_low"], per[f"{column}_high"])]
             cols[column] = name
-    return ["## Recovery per method at matched strength", "",
+    return ["## Recovery per method and strength", "",
             "Calibrated models only, grouped by method and strength: the mean over the method's models (one per "
-            "unlearning seed) with a 95 % Student-t interval over them.", "", markdown_table(shown, cols), ""]
+            "unlearning seed) with a 95 % Student-t interval over them. " + reference_recovery(table), "",
+            markdown_table(shown, cols), ""]
+
+
+def reference_recovery(table: pd.DataFrame) -> str:
+    """The recovery AUC of the filtered model and of the control edits: what "recovers little" and
+    "recovers fully" look like under the same attack."""
+    column = "hazard_auc_recovery_log"
+    if column not in table:
+        return ""
+    parts = []
+    for role, name in (("filtered", "the filtered model"), ("control", "the control edit(s)")):
+        values = table.loc[table["role"] == role, column].dropna()
+        if len(values):
+            parts.append(f"{name} {', '.join(fmt(v) for v in values)}")
+    return f"For reference, recovery AUC of {' and of '.join(parts)}." if parts else ""

@@ -413,3 +413,19 @@ def test_recovery_per_method_is_the_mean_over_seeds_with_a_t_interval():
     assert per.loc["npo", "hazard_auc_recovery_log_low"] == pytest.approx(low)
     assert per.loc["npo", "hazard_auc_recovery_log_high"] == pytest.approx(high)
     assert np.isnan(per.loc["rmu", "hazard_auc_recovery_log_low"])    # one model: no interval
+
+
+def test_recovery_per_method_section_shows_the_references():
+    """The per-method recoveries come with the filtered model's and the controls' under the same attack."""
+    import pandas as pd
+
+    from brittle.report_population import method_recovery_section
+
+    table = pd.DataFrame({"role": ["filtered", "unlearned", "unlearned", "control"],
+                          "method": [None, "npo", "npo", "control"], "strength": [None, "matched", "weak", None],
+                          "hazard_auc_recovery_log": [0.03, 0.4, 0.6, 0.98]})
+    text = "\n".join(method_recovery_section(table))
+    assert "## Recovery per method and strength" in text
+    assert "the filtered model 0.03" in text and "the control edit(s) 0.98" in text
+    assert "| npo | matched |" in text and "| npo | weak |" in text
+    assert method_recovery_section(table[table["role"] != "unlearned"]) == []
